@@ -1,0 +1,103 @@
+"""Reading images and instance masks stored in the authors' folder layout.
+
+    dataroot/{phase}A/0001.png   dataroot/{phase}A_seg/0001_0.png, 0001_1.png, ...
+
+Images are resized with PIL's bicubic filter and scaled to [-1, 1] exactly as the
+reference's torchvision transforms do, so translations match the authors' ``test.py``
+to the grey level. Masks may be saved as L or RGB and are read as grayscale. Every
+problem with a file raises ``DataError`` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
+_MASK_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.png$", re.IGNORECASE)
+
+
+class DataError(ValueError):
+    """A dataset file or folder that cannot be used, with its path in the message."""
+
+
+def domain_dirs(dataroot: str, phase: str, domain: str) -> tuple[str, str]:
+    """(image folder, mask folder) of one domain ('A' or 'B'), checked to exist."""
+    image_dir = os.path.join(dataroot, f"{phase}{domain}")
+    mask_dir = os.path.join(dataroot, f"{phase}{domain}_seg")
+    for folder in (image_dir, mask_dir):
+        if not os.path.isdir(folder):
+            raise DataError(f"{folder}: folder not found (expected the authors' layout {phase}{domain}/ and {phase}{domain}_seg/)")
+    return image_dir, mask_dir
+
+
+def list_images(image_dir: str) -> list[str]:
+    """Sorted image paths of a folder; an empty folder is an error."""
+    paths = sorted(
+        os.path.join(image_dir, name) for name in os.listdir(image_dir) if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not paths:
+        raise DataError(f"{image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+    return paths
+
+
+def index_masks(mask_dir: str) -> dict[str, list[str]]:
+    """{image stem: its mask paths ordered by instance index} for a ``*_seg`` folder."""
+    found: dict[str, list[tuple[int, str]]] = {}
+    for name in os.listdir(mask_dir):
+        if match := _MASK_NAME.match(name):
+            found.setdefault(match["stem"], []).append((int(match["index"]), os.path.join(mask_dir, name)))
+    return {stem: [path for _, path in sorted(items)] for stem, items in found.items()}
+
+
+def image_stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _open(path: str, mode: str) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert(mode)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: unreadable or truncated image ({e})") from None
+
+
+def _to_unit_range(img: Image.Image, size_hw: tuple[int, int] | None) -> np.ndarray:
+    if size_hw is not None and img.size != (size_hw[1], size_hw[0]):
+        img = img.resize((size_hw[1], size_hw[0]), Image.BICUBIC)
+    # torchvision's ToTensor then Normalize(0.5, 0.5), in float32 and in that order
+    return (np.asarray(img, np.float32) / np.float32(255.0) - np.float32(0.5)) / np.float32(0.5)
+
+
+def read_image(path: str, size_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """(H, W, 3) float32 in [-1, 1], bicubic-resized to size_hw (height, width) if given."""
+    return _to_unit_range(_open(path, "RGB"), size_hw)
+
+
+def read_example(image_path: str, mask_paths: Sequence[str], size_hw: tuple[int, int] | None = None):
+    """An image and its masks, resized alike: ((H, W, 3), (H, W, n)) float32 in [-1, 1].
+
+    Raises DataError if the image has no masks or a mask's size differs from the image's.
+    """
+    if not mask_paths:
+        raise DataError(f"{image_path}: no instance masks found for this image ({image_stem(image_path)}_<k>.png)")
+    image = _open(image_path, "RGB")
+    masks = []
+    for path in mask_paths:
+        mask = _open(path, "L")
+        if mask.size != image.size:
+            raise DataError(f"{path}: mask is {mask.size[0]}x{mask.size[1]} but its image {image_path} is {image.size[0]}x{image.size[1]} (WxH)")
+        masks.append(_to_unit_range(mask, size_hw))
+    return _to_unit_range(image, size_hw), np.stack(masks, axis=-1)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """[-1, 1] -> uint8 as the reference's tensor2im: (x + 1) / 2 * 255, truncated."""
+    return np.clip((np.asarray(x, np.float32) + 1.0) / 2.0 * 255.0, 0, 255).astype(np.uint8)

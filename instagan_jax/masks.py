@@ -1,0 +1,57 @@
+"""Instance-mask set operations: validity, area order, padding, chunking, merging.
+
+Masks live in [-1, 1] (-1 background, +1 instance) with a fixed number of slots in the
+last axis, (B, H, W, N); an empty slot is all -1. All functions are pure jnp and work on
+static shapes, so they run the same inside jit, scan and tf-free host code.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def slot_validity(masks: jax.Array) -> jax.Array:
+    """(B, H, W, N) -> (B, N) bool: does the slot hold any instance pixel?
+
+    The reference tests ``mean(mask + 1) > 0``, i.e. any pixel above -1.
+    """
+    return jnp.any(masks > -1.0, axis=(1, 2))
+
+
+def order_and_pad(masks: jax.Array, ins_max: int) -> jax.Array:
+    """(H, W, N) -> (H, W, ins_max): largest area first, padded with empty slots.
+
+    With more than ins_max masks the largest ins_max are kept (the reference's
+    ``select_masks_decreasing``, a top-k of the per-mask mean).
+    """
+    h, w, n = masks.shape
+    if n < ins_max:
+        masks = jnp.concatenate([masks, -jnp.ones((h, w, ins_max - n), masks.dtype)], axis=-1)
+    _, order = jax.lax.top_k(jnp.mean(masks, axis=(0, 1)), ins_max)
+    return masks[..., order]
+
+
+def split_chunks(masks: jax.Array, ins_per: int) -> jax.Array:
+    """(B, H, W, ins_max) -> (ins_max / ins_per, B, H, W, ins_per), the scan's leading axis."""
+    b, h, w, n = masks.shape
+    if n % ins_per:
+        raise ValueError(f"ins_max={n} is not a multiple of ins_per={ins_per}")
+    return masks.reshape(b, h, w, n // ins_per, ins_per).transpose(3, 0, 1, 2, 4)
+
+
+def join_chunks(chunks: jax.Array) -> jax.Array:
+    """Inverse of split_chunks: (K, B, H, W, P) -> (B, H, W, K * P)."""
+    k, b, h, w, p = chunks.shape
+    return chunks.transpose(1, 2, 3, 0, 4).reshape(b, h, w, k * p)
+
+
+def merge(masks: jax.Array) -> jax.Array:
+    """(B, H, W, N) -> (B, H, W, 1): the union of the instances, in [-1, 1]."""
+    total = jnp.sum((masks + 1.0) / 2.0, axis=-1, keepdims=True)
+    return jnp.clip(total, 0.0, 1.0) * 2.0 - 1.0
+
+
+def context_weight(real_masks: jax.Array, fake_masks: jax.Array) -> jax.Array:
+    """Weight of the context-preserving loss: 1 on the background of input and output, 0 on instances."""
+    return (1.0 - merge(jnp.concatenate([real_masks, fake_masks], axis=-1))) / 2.0

@@ -1,0 +1,41 @@
+"""The sequential mini-batch: translating an image instance-chunk by instance-chunk.
+
+Masks arrive sorted (largest first) and padded to ins_max slots, and are cut into
+ins_max / ins_per chunks. Chunk k sees the image translated by chunks 0..k-1 and its own
+ins_per masks; memory is that of ins_per instances whatever ins_max is. The loop is a
+``lax.scan`` over the chunk axis, so it compiles once per shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from instagan_jax import masks as masks_lib
+
+Generator = Callable[[jax.Array], jax.Array]  # (B, H, W, 3 + P) -> (B, H, W, 3 + P)
+
+
+def translate(generate: Generator, images: jax.Array, masks: jax.Array, ins_per: int) -> tuple[jax.Array, jax.Array]:
+    """Inference: returns the translated images (B, H, W, 3) and masks (B, H, W, ins_max).
+
+    An example whose chunk holds no instance keeps its image and passes its empty slots
+    through. A chunk empty for the whole batch skips the generator entirely (``lax.cond``),
+    so the cost follows the number of instances, as in the reference's loop.
+    """
+    channels = images.shape[-1]
+
+    def run_chunk(image, chunk):
+        out = generate(jnp.concatenate([image, chunk], axis=-1))
+        present = jnp.any(masks_lib.slot_validity(chunk), axis=-1)  # (B,)
+        image = jnp.where(present[:, None, None, None], out[..., :channels], image)
+        return image, out[..., channels:]
+
+    def step(image, chunk):
+        has_any = jnp.any(chunk > -1.0)
+        return jax.lax.cond(has_any, run_chunk, lambda im, ch: (im, ch), image, chunk)
+
+    images, translated = jax.lax.scan(step, images, masks_lib.split_chunks(masks, ins_per))
+    return images, masks_lib.join_chunks(translated)
