@@ -65,12 +65,16 @@ def main(argv):
 
     with tqdm(total=len(paths), desc=f"translate {FLAGS.direction}", unit="img") as progress:
         for batch in batches_of_equal_size(examples(), FLAGS.batch_size):
-            stems, images, masks = zip(*batch)
+            stems, images, masks = zip(*batch, strict=True)
             out_images, out_masks = translator.translate_batch(np.stack(images), np.stack(masks), FLAGS.direction)
             merged = np.asarray(masks_lib.merge(out_masks))[..., 0]
-            for stem, image, mask in zip(stems, out_images, merged):
-                Image.fromarray(image_io.to_uint8(image)).save(os.path.join(FLAGS.output_dir, f"{stem}_fake_{target}_img.png"))
-                Image.fromarray(image_io.to_uint8(mask)).save(os.path.join(FLAGS.output_dir, f"{stem}_fake_{target}_seg.png"))
+            for stem, image, mask in zip(stems, out_images, merged, strict=True):
+                Image.fromarray(image_io.to_uint8(image)).save(
+                    os.path.join(FLAGS.output_dir, f"{stem}_fake_{target}_img.png")
+                )
+                Image.fromarray(image_io.to_uint8(mask)).save(
+                    os.path.join(FLAGS.output_dir, f"{stem}_fake_{target}_seg.png")
+                )
             progress.update(len(batch))
     print(f"Wrote {2 * len(paths)} images to {FLAGS.output_dir}")
 

@@ -25,8 +25,13 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
 
 
-def manager(workdir: str, max_to_keep: int | None = None, item_names=("networks", "model_spec")) -> ocp.CheckpointManager:
-    handlers = {name: ocp.JsonCheckpointHandler() if name in ("model_spec", "config") else ocp.StandardCheckpointHandler() for name in item_names}
+def manager(
+    workdir: str, max_to_keep: int | None = None, item_names=("networks", "model_spec")
+) -> ocp.CheckpointManager:
+    handlers = {
+        name: ocp.JsonCheckpointHandler() if name in ("model_spec", "config") else ocp.StandardCheckpointHandler()
+        for name in item_names
+    }
     return ocp.CheckpointManager(
         checkpoint_dir(workdir),
         item_names=item_names,
@@ -41,7 +46,8 @@ def save_networks(workdir: str, spec: ModelSpec, networks: dict, step: int = 0) 
         mngr.save(
             step,
             args=ocp.args.Composite(
-                networks=ocp.args.StandardSave(jax.tree.map(jax.numpy.asarray, networks)), model_spec=ocp.args.JsonSave(dataclasses.asdict(spec))
+                networks=ocp.args.StandardSave(jax.tree.map(jax.numpy.asarray, networks)),
+                model_spec=ocp.args.JsonSave(dataclasses.asdict(spec)),
             ),
             force=True,
         )
@@ -54,7 +60,9 @@ def _single_device_target(metadata) -> object:
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), metadata)
 
 
-def load_networks(workdir: str, step: int | None = None, names: tuple[str, ...] | None = None) -> tuple[ModelSpec, dict]:
+def load_networks(
+    workdir: str, step: int | None = None, names: tuple[str, ...] | None = None
+) -> tuple[ModelSpec, dict]:
     """Restores (spec, {name: variables}) from ``workdir``'s latest (or given) checkpoint.
 
     Works whatever topology wrote the checkpoint (e.g. an 8-device run read in Colab).

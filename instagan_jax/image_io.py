@@ -31,7 +31,9 @@ def domain_dirs(dataroot: str, phase: str, domain: str) -> tuple[str, str]:
     mask_dir = os.path.join(dataroot, f"{phase}{domain}_seg")
     for folder in (image_dir, mask_dir):
         if not os.path.isdir(folder):
-            raise DataError(f"{folder}: folder not found (expected the authors' layout {phase}{domain}/ and {phase}{domain}_seg/)")
+            raise DataError(
+                f"{folder}: folder not found (expected the authors' layout {phase}{domain}/ and {phase}{domain}_seg/)"
+            )
     return image_dir, mask_dir
 
 
@@ -93,7 +95,10 @@ def read_example(image_path: str, mask_paths: Sequence[str], size_hw: tuple[int,
     for path in mask_paths:
         mask = _open(path, "L")
         if mask.size != image.size:
-            raise DataError(f"{path}: mask is {mask.size[0]}x{mask.size[1]} but its image {image_path} is {image.size[0]}x{image.size[1]} (WxH)")
+            raise DataError(
+                f"{path}: mask is {mask.size[0]}x{mask.size[1]} (WxH) but its image {image_path} "
+                f"is {image.size[0]}x{image.size[1]}"
+            )
         masks.append(_to_unit_range(mask, size_hw))
     return _to_unit_range(image, size_hw), np.stack(masks, axis=-1)
 

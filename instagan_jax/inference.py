@@ -1,8 +1,8 @@
 """Translating images with trained (or converted) generators, for scripts and notebooks.
 
-    translator = Translator.from_workdir("runs/shp2gir")
-    out = translator.translate(image, masks, direction="AtoB")   # arrays in [-1, 1]
-    out["image"], out["masks"], out["merged"]
+translator = Translator.from_workdir("runs/shp2gir")
+out = translator.translate(image, masks, direction="AtoB")   # arrays in [-1, 1]
+out["image"], out["masks"], out["merged"]
 """
 
 from __future__ import annotations

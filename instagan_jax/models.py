@@ -113,6 +113,11 @@ class PatchClassifier(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, update_stats: bool) -> jax.Array:
+        if min(x.shape[1:3]) < 3:  # two 4x4 convs with padding 1 take 2 pixels off each side
+            raise ValueError(
+                f"input too small for the PatchGAN discriminator: features of {x.shape[1:3]} "
+                "(images need at least 24 pixels per side for 3 layers)"
+            )
         x = layers.SpectralConv(self.features, stride=1, name="conv_0")(x, update_stats)
         x = _leaky_relu(layers.instance_norm(x))
         return layers.SpectralConv(1, stride=1, name="conv_1")(x, update_stats)

@@ -24,18 +24,20 @@ import torch
 from PIL import Image
 
 
-def build_networks(networks, ngf, ndf, seed):
+def build_networks(networks, ngf, ndf, seed, kind="set"):
+    """kind 'set' is InstaGAN, 'basic' the CycleGAN baseline."""
     torch.manual_seed(seed)
     kw = dict(norm="instance", use_dropout=False, init_type="normal", init_gain=0.02, gpu_ids=[])
     nets = {
-        "G_A": networks.define_G(3, 3, ngf, "set", **kw),
-        "G_B": networks.define_G(3, 3, ngf, "set", **kw),
-        "D_A": networks.define_D(3, ndf, "set", 3, "instance", False, "normal", 0.02, []),
-        "D_B": networks.define_D(3, ndf, "set", 3, "instance", False, "normal", 0.02, []),
+        "G_A": networks.define_G(3, 3, ngf, kind, **kw),
+        "G_B": networks.define_G(3, 3, ngf, kind, **kw),
+        "D_A": networks.define_D(3, ndf, kind, 3, "instance", False, "normal", 0.02, []),
+        "D_B": networks.define_D(3, ndf, kind, 3, "instance", False, "normal", 0.02, []),
     }
+    channels = 5 if kind == "set" else 3
     # Trained checkpoints have converged power iterations; so must these, or the reference's
     # extra iteration per additional mask slot (see instagan_jax/models.py) shows up at 1e-3.
-    warmup = torch.rand(1, 5, 64, 64) * 2 - 1
+    warmup = torch.rand(1, channels, 64, 64) * 2 - 1
     for name in ("D_A", "D_B"):
         for _ in range(50):
             nets[name](warmup)
@@ -57,9 +59,18 @@ def write_folder_dataset(root, phase, rng):
             image = Image.fromarray(base).resize((w, h), Image.BICUBIC)
             image.save(os.path.join(root, f"{phase}{domain}", f"{domain.lower()}{i}.png"))
             for k in range(n):
-                m = blob_mask(h, w, rng.integers(5, h - 5), rng.integers(5, w - 5), rng.integers(3, h // 3), rng.integers(3, w // 3))
+                m = blob_mask(
+                    h,
+                    w,
+                    rng.integers(5, h - 5),
+                    rng.integers(5, w - 5),
+                    rng.integers(3, h // 3),
+                    rng.integers(3, w // 3),
+                )
                 mode = "RGB" if (i + k) % 2 else "L"
-                Image.fromarray(m).convert(mode).save(os.path.join(root, f"{phase}{domain}_seg", f"{domain.lower()}{i}_{k}.png"))
+                Image.fromarray(m).convert(mode).save(
+                    os.path.join(root, f"{phase}{domain}_seg", f"{domain.lower()}{i}_{k}.png")
+                )
 
 
 def load_like_reference(path, size_hw, seg_dir, max_instances=20):
@@ -121,11 +132,15 @@ def main():
         for i, a_path in enumerate(a_paths):  # serial_batches: B index = i % len(B)
             out = reference_test(insta_gan_model, nets, a_path, b_paths[i % len(b_paths)], root, phase, size_hw, 2, 20)
             for key in ("fake_B_img", "fake_B_seg"):
-                Image.fromarray(out[key].squeeze()).save(os.path.join(args.out, f"{os.path.basename(a_path)[:-4]}_{key}.png"))
+                Image.fromarray(out[key].squeeze()).save(
+                    os.path.join(args.out, f"{os.path.basename(a_path)[:-4]}_{key}.png")
+                )
         for i, b_path in enumerate(b_paths):
             out = reference_test(insta_gan_model, nets, a_paths[i % len(a_paths)], b_path, root, phase, size_hw, 2, 20)
             for key in ("fake_A_img", "fake_A_seg"):
-                Image.fromarray(out[key].squeeze()).save(os.path.join(args.out, f"{os.path.basename(b_path)[:-4]}_{key}.png"))
+                Image.fromarray(out[key].squeeze()).save(
+                    os.path.join(args.out, f"{os.path.basename(b_path)[:-4]}_{key}.png")
+                )
         return
 
     # 1. Forward passes on fixed inputs: 4 slots, two with instances, two empty.
@@ -144,9 +159,24 @@ def main():
     golden["d_a_out_second_call"] = nets["D_A"](x).numpy()
     np.savez_compressed(os.path.join(args.out, "forward.npz"), **golden)
     # the same G_A in the legacy (torch 0.4 - 1.5) format the authors released theirs in
-    torch.save(nets["G_A"].state_dict(), os.path.join(args.out, "legacy_net_G_A.pth"), _use_new_zipfile_serialization=False)
+    torch.save(
+        nets["G_A"].state_dict(), os.path.join(args.out, "legacy_net_G_A.pth"), _use_new_zipfile_serialization=False
+    )
 
-    # 2. The authors' test loop on a tiny folder dataset (ins_per 2, ins_max 4).
+    # 2. The CycleGAN baseline networks, same image, no masks.
+    cyclegan = build_networks(networks, args.ngf, args.ndf, seed=1, kind="basic")
+    os.makedirs(os.path.join(args.out, "cyclegan"), exist_ok=True)
+    for name, net in cyclegan.items():
+        torch.save(net.state_dict(), os.path.join(args.out, "cyclegan", f"latest_net_{name}.pth"))
+    image_t = torch.from_numpy(image)
+    np.savez_compressed(
+        os.path.join(args.out, "cyclegan", "forward.npz"),
+        input=image,
+        g_a_out=cyclegan["G_A"](image_t).numpy(),
+        d_a_out=cyclegan["D_A"](image_t).numpy(),
+    )
+
+    # 3. The authors' test loop on a tiny folder dataset (ins_per 2, ins_max 4).
     root = os.path.join(args.out, "folder")
     write_folder_dataset(root, "test", np.random.default_rng(1))
     results = {}

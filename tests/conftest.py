@@ -1,0 +1,37 @@
+"""Shared fixtures: the golden networks converted from the authors' code, tiny sizes, CPU."""
+
+import os
+import pathlib
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+# Comparisons against PyTorch need full-precision matmuls and convolutions.
+jax.config.update("jax_default_matmul_precision", "highest")
+
+GOLDEN_DIR = pathlib.Path(__file__).parent / "data" / "golden"
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> pathlib.Path:
+    return GOLDEN_DIR
+
+
+@pytest.fixture(scope="session")
+def converted():
+    """(ModelSpec, {G_A, G_B, D_A, D_B: variables}) of the golden InstaGAN (ngf 4, ndf 4)."""
+    from instagan_jax.torch_import import convert_checkpoint_dir
+
+    return convert_checkpoint_dir(str(GOLDEN_DIR))
+
+
+@pytest.fixture(scope="session")
+def converted_workdir(tmp_path_factory, converted) -> str:
+    from instagan_jax import checkpoint
+
+    workdir = str(tmp_path_factory.mktemp("converted"))
+    checkpoint.save_networks(workdir, *converted)
+    return workdir

@@ -1,0 +1,64 @@
+"""Layers: shapes of the PyTorch-equivalent blocks and the spectral-norm state contract."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from instagan_jax import layers
+
+
+def test_instance_norm_is_per_example_and_channel():
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 8, 6, 5)) * 4 + 2
+    y = layers.instance_norm(x)
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(y.var(axis=(1, 2)), 1, atol=1e-3)
+    # example 0 alone gives the same numbers: no statistics across the batch
+    np.testing.assert_allclose(layers.instance_norm(x[:1]), y[:1], atol=1e-6)
+
+
+def test_reflect_pad_mirrors_without_repeating_the_edge():
+    x = jnp.arange(12.0).reshape(1, 3, 4, 1)
+    y = layers.reflect_pad(x, 1)
+    chex.assert_shape(y, (1, 5, 6, 1))
+    assert y[0, 0, 1, 0] == x[0, 1, 0, 0] and y[0, 1, 0, 0] == x[0, 0, 1, 0]
+
+
+def test_encoder_decoder_round_trip_shapes():
+    x = jnp.zeros((2, 20, 12, 3))
+    enc = layers.Encoder(ngf=2, n_blocks=1)
+    f, _ = enc.init_with_output(jax.random.PRNGKey(0), x)
+    chex.assert_shape(f, (2, 5, 3, 8))
+    dec = layers.Decoder(width=2, out_channels=3)
+    y, _ = dec.init_with_output(jax.random.PRNGKey(1), f)
+    chex.assert_shape(y, (2, 20, 12, 3))
+    assert np.all(np.abs(np.asarray(y)) <= 1)
+
+
+def test_spectral_conv_updates_u_only_when_asked():
+    conv = layers.SpectralConv(6, stride=1)
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 8, 8, 3))
+    variables = conv.init(jax.random.PRNGKey(1), x, update_stats=False)
+    u0 = variables["spectral"]["u"]
+    y_frozen = conv.apply(variables, x, update_stats=False)
+    _, state = conv.apply(variables, x, update_stats=True, mutable=["spectral"])
+    assert not np.allclose(state["spectral"]["u"], u0)
+    np.testing.assert_allclose(np.linalg.norm(state["spectral"]["u"]), 1, atol=1e-6)
+    # without update the output is the same on every call
+    np.testing.assert_array_equal(conv.apply(variables, x, update_stats=False), y_frozen)
+
+
+def test_spectral_conv_normalises_by_the_top_singular_value():
+    conv = layers.SpectralConv(4, kernel_size=3, stride=1, padding=1)
+    x = jnp.zeros((1, 5, 5, 2))
+    variables = conv.init(jax.random.PRNGKey(2), x, update_stats=False)
+    for _ in range(100):  # converge the power iteration
+        _, state = conv.apply(variables, x, update_stats=True, mutable=["spectral"])
+        variables = {**variables, **state}
+    kernel = variables["params"]["kernel"]
+    sigma = np.linalg.svd(np.asarray(kernel).reshape(-1, 4), compute_uv=False)[0]
+    # a delta input picks out the normalised kernel: its top singular value is 1
+    delta = jnp.zeros((1, 5, 5, 2)).at[0, 2, 2, 0].set(1.0)
+    bias = variables["params"]["bias"]
+    y = conv.apply(variables, delta, update_stats=False) - bias
+    np.testing.assert_allclose(y[0, 1:4, 1:4, :], np.asarray(kernel)[::-1, ::-1, 0, :] / sigma, rtol=1e-4, atol=1e-6)
