@@ -103,6 +103,40 @@ def read_example(image_path: str, mask_paths: Sequence[str], size_hw: tuple[int,
     return _to_unit_range(image, size_hw), np.stack(masks, axis=-1)
 
 
+def read_raw_example(image_path: str, mask_paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Image (H, W, 3) and masks (n, H, W) as stored, uint8, validated: the dataset builders' reader.
+
+    Raises DataError for an image without masks, a mask whose size differs from its
+    image's, an unreadable file, or a "mask" that is really a photo.
+    """
+    if not mask_paths:
+        raise DataError(f"{image_path}: no instance masks found for this image ({image_stem(image_path)}_<k>.png)")
+    image = np.asarray(_open(image_path, "RGB"))
+    masks = []
+    for path in mask_paths:
+        rgb = np.asarray(_open(path, "RGB"))
+        if rgb.shape != image.shape:
+            raise DataError(
+                f"{path}: mask is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but its image {image_path} "
+                f"is {image.shape[1]}x{image.shape[0]}"
+            )
+        check_is_mask(path, rgb)
+        masks.append(np.asarray(_open(path, "L")))
+    return image, np.stack(masks)
+
+
+def check_is_mask(path: str, rgb: np.ndarray) -> None:
+    """Masks are grey and mostly black or white; a colourful or mid-grey picture is not a mask."""
+    channels = rgb.astype(np.int16)
+    colourful = np.mean(np.abs(channels[..., 0] - channels[..., 1]) + np.abs(channels[..., 1] - channels[..., 2]) > 30)
+    midtones = np.mean((channels[..., 0] > 40) & (channels[..., 0] < 215))
+    if colourful > 0.05 or midtones > 0.25:
+        raise DataError(
+            f"{path}: does not look like an instance mask ({colourful:.0%} coloured, {midtones:.0%} mid-grey pixels); "
+            "masks are black (background) and white (instance)"
+        )
+
+
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """[-1, 1] -> uint8 as the reference's tensor2im: (x + 1) / 2 * 255, truncated."""
     return np.clip((np.asarray(x, np.float32) + 1.0) / 2.0 * 255.0, 0, 255).astype(np.uint8)

@@ -189,6 +189,81 @@ def main():
         results.update({f"{stem_b}_fake_A_img": out["fake_A_img"], f"{stem_b}_fake_A_seg": out["fake_A_seg"]})
     np.savez_compressed(os.path.join(args.out, "translate.npz"), **results)
 
+    # 4. One full optimize_parameters step (ins_max 4, ins_per 2, pool size 0) from the same weights.
+    torch.set_grad_enabled(True)
+    np.savez_compressed(
+        os.path.join(args.out, "train_step.npz"),
+        **reference_train_step(insta_gan_model, networks, args.out, root, size_hw),
+    )
+
+
+def reference_train_step(insta_gan_model, networks, out_dir, root, size_hw):
+    from util.image_pool import ImagePool
+
+    nets = {}
+    for name in ("G_A", "G_B", "D_A", "D_B"):
+        net = (
+            networks.define_G(3, 3, 4, "set", "instance")
+            if name[0] == "G"
+            else networks.define_D(3, 4, "set", 3, "instance")
+        )
+        net.load_state_dict(torch.load(os.path.join(out_dir, f"latest_net_{name}.pth")))
+        nets[name] = net
+    model = insta_gan_model.InstaGANModel.__new__(insta_gan_model.InstaGANModel)
+    model.opt = _argparse.Namespace(
+        ins_per=2,
+        ins_max=4,
+        set_order="decreasing",
+        direction="AtoB",
+        lambda_A=10.0,
+        lambda_B=10.0,
+        lambda_idt=1.0,
+        lambda_ctx=1.0,
+    )
+    model.device = torch.device("cpu")
+    model.ins_iter = 2
+    model.netG_A, model.netG_B, model.netD_A, model.netD_B = (nets[n] for n in ("G_A", "G_B", "D_A", "D_B"))
+    model.fake_A_pool, model.fake_B_pool = ImagePool(0), ImagePool(0)
+    model.criterionGAN = networks.GANLoss(use_lsgan=True)
+    model.criterionCyc = model.criterionIdt = torch.nn.L1Loss()
+    import itertools
+
+    model.optimizer_G = torch.optim.Adam(
+        itertools.chain(nets["G_A"].parameters(), nets["G_B"].parameters()), lr=2e-4, betas=(0.5, 0.999)
+    )
+    model.optimizer_D = torch.optim.Adam(
+        itertools.chain(nets["D_A"].parameters(), nets["D_B"].parameters()), lr=2e-4, betas=(0.5, 0.999)
+    )
+    # A: a2 (5 masks: both chunks full); B: b1 (1 mask: its second chunk is empty)
+    a, a_segs = load_like_reference(os.path.join(root, "testA", "a2.png"), size_hw, os.path.join(root, "testA_seg"))
+    b, b_segs = load_like_reference(os.path.join(root, "testB", "b1.png"), size_hw, os.path.join(root, "testB_seg"))
+    model.set_input({"A": a, "B": b, "A_segs": a_segs, "B_segs": b_segs, "A_paths": ["a2"], "B_paths": ["b1"]})
+    record = {
+        "image_a": model.real_A_img.numpy(),
+        "masks_a": model.real_A_segs.numpy(),
+        "image_b": model.real_B_img.numpy(),
+        "masks_b": model.real_B_segs.numpy(),
+    }
+    chunk_losses = []
+    step_d = model.optimizer_D.step
+
+    def step_and_record(*a, **k):
+        names = ["G_A", "cyc_A", "idt_A", "ctx_A", "G_B", "cyc_B", "idt_B", "ctx_B"]
+        losses = {n: float(getattr(model, f"loss_{n}")) for n in names}
+        losses["D_A"] = float(model.loss_D_A) if model.forward_A else 0.0
+        losses["D_B"] = float(model.loss_D_B) if model.forward_B else 0.0
+        chunk_losses.append(losses)
+        return step_d(*a, **k)
+
+    model.optimizer_D.step = step_and_record
+    model.optimize_parameters()
+    for name in chunk_losses[0]:
+        record[f"loss/{name}"] = np.array([c[name] for c in chunk_losses], np.float32)
+    for net_name, net in nets.items():
+        for key, value in net.state_dict().items():
+            record[f"after/{net_name}/{key}"] = value.detach().numpy()
+    return record
+
 
 if __name__ == "__main__":
     main()

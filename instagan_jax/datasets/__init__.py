@@ -1,0 +1,1 @@
+"""tensorflow-datasets builders: the authors' folders, COCO category pairs, procedural shapes."""

@@ -1,0 +1,225 @@
+"""tfds builders. Each yields {"image", "masks", "id"} examples in splits named like the
+authors' folders (trainA, trainB, testA, ...); masks are uint8 (H, W, 1), 255 = instance.
+
+    instagan_shapes  procedural discs <-> squares, no download (the default for training)
+    instagan_folder  a dataroot in the authors' layout, passed as the manual dir
+    instagan_coco    two COCO categories from a local COCO 2017 (needs pycocotools)
+
+Everything is generated locally with ``download_and_prepare``; nothing is downloaded.
+See ``instagan_jax.datasets.load`` for the one-call entry point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from instagan_jax import image_io
+from instagan_jax.datasets import shapes
+
+_VERSION = tfds.core.Version("1.0.0")
+
+
+def _features() -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=(None, None, 3)),
+            "masks": tfds.features.Sequence(tfds.features.Image(shape=(None, None, 1))),
+            "id": tfds.features.Text(),
+        }
+    )
+
+
+def _example(stem: str, image: np.ndarray, masks: np.ndarray) -> dict:
+    return {"image": image, "masks": [m[..., None] for m in masks], "id": stem}
+
+
+@dataclasses.dataclass
+class ShapesConfig(tfds.core.BuilderConfig):
+    size: int = 64
+    num_train: int = 2000
+    num_test: int = 200
+    max_instances: int = 8
+    seed: int = 0
+
+
+class InstaganShapes(tfds.core.GeneratorBasedBuilder):
+    """Procedural discs (A) <-> squares (B) with exact instance masks."""
+
+    VERSION = _VERSION
+    BUILDER_CONFIGS = [ShapesConfig(name="default", description="64x64, 2000 + 200 images per domain")]
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features(), description=shapes.__doc__)
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        c = self.builder_config
+        return {
+            f"{phase}{domain}": self._generate_examples(domain, c.seed + offset, count)
+            for phase, offset, count in (("train", 0, c.num_train), ("test", 7919, c.num_test))
+            for domain in "AB"
+        }
+
+    def _generate_examples(self, domain, seed, count):
+        c = self.builder_config
+        for i in range(count):
+            image, masks = shapes.render(domain, seed, i, (c.size, c.size), c.max_instances)
+            yield i, _example(f"{domain}{i:06d}", image, masks)
+
+
+@dataclasses.dataclass
+class FolderConfig(tfds.core.BuilderConfig):
+    skip_bad_files: bool = False  # skip (and count) unusable images instead of failing
+
+
+class InstaganFolder(tfds.core.GeneratorBasedBuilder):
+    """A dataset in the authors' layout; every {phase}A/{phase}A_seg pair becomes a split."""
+
+    VERSION = _VERSION
+    BUILDER_CONFIGS = [FolderConfig(name="default")]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the dataroot (holding trainA/, trainA_seg/, ...) as manual_dir."
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features())
+
+    def _split_generators(self, dl_manager):
+        root = os.fspath(dl_manager.manual_dir)
+        if not os.path.isdir(root):
+            raise image_io.DataError(f"{root}: dataroot does not exist")
+        splits = sorted(
+            name
+            for name in os.listdir(root)
+            if name[-1:] in "AB"
+            and os.path.isdir(os.path.join(root, name))
+            and os.path.isdir(os.path.join(root, f"{name}_seg"))
+        )
+        if not splits:
+            raise image_io.DataError(f"{root}: no phase folders (e.g. trainA/ with trainA_seg/) in this dataroot")
+        return {name: self._generate_examples(root, name[:-1], name[-1]) for name in splits}
+
+    def _generate_examples(self, root, phase, domain):
+        image_dir, mask_dir = image_io.domain_dirs(root, phase, domain)
+        mask_index = image_io.index_masks(mask_dir)
+        skipped = 0
+        for path in image_io.list_images(image_dir):
+            stem = image_io.image_stem(path)
+            try:
+                image, masks = image_io.read_raw_example(path, mask_index.get(stem, []))
+            except image_io.DataError as e:
+                if not self.builder_config.skip_bad_files:
+                    raise
+                skipped += 1
+                logging.warning("skipping %s", e)
+                continue
+            yield stem, _example(stem, image, masks)
+        if skipped:
+            logging.warning("%s%s: skipped %d unusable images", phase, domain, skipped)
+
+
+@dataclasses.dataclass
+class CocoConfig(tfds.core.BuilderConfig):
+    category_a: str = "sheep"
+    category_b: str = "giraffe"
+    image_size: int = 256
+
+
+class InstaganCoco(tfds.core.GeneratorBasedBuilder):
+    """Two COCO 2017 categories, one mask per instance, as the authors' generate_coco_dataset.py.
+
+    Images and masks are resized (shorter side) and centre-cropped to image_size; instances
+    empty after the resize and images left without any instance are dropped.
+    """
+
+    VERSION = _VERSION
+    BUILDER_CONFIGS = [CocoConfig(name="sheep_giraffe")]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Pass a local COCO 2017 as manual_dir: annotations/instances_{train,val}2017.json, train2017/, val2017/."
+    )
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(features=_features())
+
+    def _split_generators(self, dl_manager):
+        root = os.fspath(dl_manager.manual_dir)
+        c = self.builder_config
+        return {
+            f"{phase}{domain}": self._generate_examples(root, coco_split, category)
+            for phase, coco_split in (("train", "train"), ("test", "val"))
+            for domain, category in (("A", c.category_a), ("B", c.category_b))
+        }
+
+    def _generate_examples(self, root, coco_split, category):
+        try:
+            from pycocotools.coco import COCO
+        except ImportError as e:
+            raise ImportError("instagan_coco needs pycocotools: pip install 'instagan-jax[coco]'") from e
+        from PIL import Image
+
+        annotations = os.path.join(root, "annotations", f"instances_{coco_split}2017.json")
+        if not os.path.isfile(annotations):
+            raise image_io.DataError(f"{annotations}: COCO annotation file not found")
+        coco = COCO(annotations)
+        cat_ids = coco.getCatIds(catNms=[category])
+        if not cat_ids:
+            raise image_io.DataError(f"{annotations}: no COCO category named {category!r}")
+        size = self.builder_config.image_size
+
+        def resize_crop(img: Image.Image) -> np.ndarray:
+            w, h = img.size
+            scale = size / min(w, h)
+            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+            left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
+            return np.asarray(img.crop((left, top, left + size, top + size)))
+
+        for info in coco.loadImgs(coco.getImgIds(catIds=cat_ids)):
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=info["id"], catIds=cat_ids))
+            masks = [resize_crop(Image.fromarray(coco.annToMask(a) * 255)) for a in anns]
+            masks = [m for m in masks if m.any()]
+            if not masks:
+                continue
+            image = resize_crop(Image.open(os.path.join(root, f"{coco_split}2017", info["file_name"])).convert("RGB"))
+            yield info["id"], _example(str(info["id"]), image, np.stack(masks))
+
+
+def prepare(
+    dataset: str,
+    data_dir: str,
+    *,
+    dataroot: str | None = None,
+    shapes: ShapesConfig | None = None,
+    coco: CocoConfig | None = None,
+    skip_bad_files: bool = False,
+) -> tfds.core.DatasetBuilder:
+    """Builds (once; later calls reuse it) and returns the builder of ``dataset``.
+
+    dataset: "shapes" (procedural; ``shapes`` sets size and counts), "folder" (``dataroot``
+    in the authors' layout) or "coco" (``dataroot`` = a local COCO 2017; ``coco`` sets the
+    categories).
+    """
+    download_config = None
+    if dataset == "shapes":
+        builder = InstaganShapes(config=shapes or ShapesConfig(name="default"), data_dir=data_dir)
+    elif dataset in ("folder", "coco"):
+        if not dataroot:
+            raise ValueError(f"dataset {dataset!r} needs a dataroot")
+        if not os.path.isdir(dataroot):
+            raise image_io.DataError(f"{dataroot}: dataroot does not exist")
+        download_config = tfds.download.DownloadConfig(manual_dir=os.path.abspath(dataroot))
+        if dataset == "folder":
+            # one prepared copy per dataroot: the config is named after the folder and its path
+            digest = hashlib.sha1(os.path.abspath(dataroot).encode()).hexdigest()[:8]
+            name = f"{os.path.basename(os.path.normpath(dataroot))}_{digest}"
+            config = FolderConfig(name=name, skip_bad_files=skip_bad_files)
+            builder = InstaganFolder(config=config, data_dir=data_dir)
+        else:
+            builder = InstaganCoco(config=coco or CocoConfig(name="sheep_giraffe"), data_dir=data_dir)
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}: expected 'shapes', 'folder' or 'coco'")
+    builder.download_and_prepare(download_config=download_config)
+    return builder

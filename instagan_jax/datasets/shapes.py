@@ -1,0 +1,84 @@
+"""A procedural two-domain set with exact instance masks: discs <-> squares.
+
+Domain A holds warm-coloured discs and ellipses, domain B cool-coloured squares and
+rectangles, 1 to 8 per image, overlapping (later instances occlude earlier ones; each
+mask is the visible part). Backgrounds are drawn from one distribution for both domains,
+so a good translation changes the instances and nothing else, and the ground truth needed
+to score it (shape, colour family, count) is known. Deterministic given (seed, index).
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+from PIL import Image
+
+# Hue ranges (in [0, 1)) of the two colour families.
+HUES = {"A": (0.97, 1.08), "B": (0.55, 0.66)}  # A: red-orange (wraps around 1), B: blue
+MIN_VISIBLE_FRACTION = 0.75
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Low-frequency greyish-green noise plus faint stripes, identical in law for A and B."""
+    coarse = rng.uniform(60, 190, (4, 4, 3)).astype(np.uint8)
+    noise = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC), np.float32)
+    tint = np.array([0.8, 1.0, 0.85], np.float32) * rng.uniform(0.8, 1.1)
+    y, x = np.mgrid[:h, :w]
+    angle, period = rng.uniform(0, np.pi), rng.uniform(6, 16)
+    stripes = 12 * np.sin((x * np.cos(angle) + y * np.sin(angle)) * 2 * np.pi / period + rng.uniform(0, 6.3))
+    return np.clip(noise.mean(-1, keepdims=True) * tint + stripes[..., None], 0, 255)
+
+
+def _colour(rng: np.random.Generator, domain: str) -> np.ndarray:
+    lo, hi = HUES[domain]
+    rgb = colorsys.hsv_to_rgb(rng.uniform(lo, hi) % 1.0, rng.uniform(0.75, 1.0), rng.uniform(0.75, 1.0))
+    return np.array(rgb, np.float32) * 255
+
+
+def _shape_mask(rng: np.random.Generator, domain: str, h: int, w: int) -> np.ndarray:
+    size = min(h, w)
+    ry = rng.uniform(size / 12, size / 5)
+    rx = ry * rng.uniform(0.75, 1.33)
+    cy, cx = rng.uniform(0, h), rng.uniform(0, w)  # may touch or cross the border
+    y, x = np.mgrid[:h, :w] + 0.5
+    if domain == "A":
+        return ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1.0
+    return (np.abs(y - cy) <= ry) & (np.abs(x - cx) <= rx)
+
+
+def render(domain: str, seed: int, index: int, size: tuple[int, int] = (64, 64), max_instances: int = 8):
+    """One example: (image uint8 (H, W, 3), masks uint8 (n, H, W) in {0, 255}), 1 <= n <= max_instances."""
+    if domain not in HUES:
+        raise ValueError(f"domain must be 'A' or 'B', got {domain!r}")
+    h, w = size
+    rng = np.random.default_rng([seed, ord(domain), index])
+    image = _background(rng, h, w)
+    wanted = int(rng.integers(1, max_instances + 1))
+    visible: list[np.ndarray] = []
+    for _ in range(4 * wanted):  # bounded retries: a shape is kept only if all stay recognisable
+        if len(visible) == wanted:
+            break
+        shape = _shape_mask(rng, domain, h, w)
+        occluded = [m & ~shape for m in visible]
+        if _recognisable(shape) and all(_recognisable(m) for m in occluded):
+            image[shape] = _colour(rng, domain) * rng.uniform(0.9, 1.0, (1, 3))
+            visible = occluded + [shape]
+    if not visible:  # tiny images: fall back to one centred instance
+        visible = [np.zeros((h, w), bool)]
+        visible[0][h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = True
+        if domain == "A":
+            y, x = np.mgrid[:h, :w]
+            visible[0] &= ((y - h / 2) / (h / 4)) ** 2 + ((x - w / 2) / (w / 4)) ** 2 <= 1
+        image[visible[0]] = _colour(rng, domain)
+    return image.astype(np.uint8), np.stack(visible).astype(np.uint8) * 255
+
+
+def _recognisable(mask: np.ndarray) -> bool:
+    """At least 12 pixels, and filling its bounding box at least 60% as much as a disc does."""
+    area = mask.sum()
+    if area < 12:
+        return False
+    ys, xs = np.nonzero(mask)
+    box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+    return area / box >= MIN_VISIBLE_FRACTION * (np.pi / 4)

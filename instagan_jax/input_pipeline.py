@@ -1,0 +1,163 @@
+"""tf.data input pipeline: fixed-shape, sorted, padded batches of unpaired A and B examples.
+
+Every batch is a function of (seed, position) alone: example g of the stream takes A image
+perm_A(epoch)[g mod N_A] and B image perm_B(epoch)[g mod N_B], and its crop and flip are
+drawn with stateless ops seeded by (seed, g). Resuming at a position therefore continues
+with exactly the batches an uninterrupted run would have seen, without replaying any.
+With several processes, process p reads the examples g = p, p + P, p + 2P, ... of the
+global stream, so the shards are disjoint and together form the global batch.
+
+The encoded PNGs of a split are held in memory (the sets InstaGAN is trained on are a few
+thousand images); decoding and augmentation run in parallel tf.data maps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedSplit:
+    """One split as tensors of PNG bytes: images (N,), masks ragged (N, None), ids (N,)."""
+
+    images: tf.Tensor
+    masks: tf.RaggedTensor
+    ids: tf.Tensor
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[0])
+
+
+def read_split(builder: tfds.core.DatasetBuilder, split: str) -> EncodedSplit:
+    """Loads a prepared split's encoded examples (no decoding)."""
+    if split not in builder.info.splits:
+        raise ValueError(f"{builder.name}: no split {split!r} (has {sorted(builder.info.splits)})")
+    decoders = {"image": tfds.decode.SkipDecoding(), "masks": tfds.decode.SkipDecoding()}
+    images, masks, ids = [], [], []
+    for example in tfds.as_numpy(builder.as_dataset(split, decoders=decoders, shuffle_files=False)):
+        images.append(example["image"])
+        masks.append(list(example["masks"]))
+        ids.append(example["id"])
+    if not images:
+        raise ValueError(f"{builder.name}: split {split!r} is empty")
+    return EncodedSplit(tf.constant(images), tf.ragged.constant(masks, dtype=tf.string), tf.constant(ids))
+
+
+def decode(image_png: tf.Tensor, mask_pngs: tf.Tensor) -> tf.Tensor:
+    """PNG bytes -> (H, W, 3 + n) float32 in [0, 255]; masks are decoded as grayscale."""
+    image = tf.io.decode_png(image_png, channels=3)
+    masks = tf.map_fn(
+        lambda png: tf.io.decode_png(png, channels=1)[..., 0],
+        mask_pngs,
+        fn_output_signature=tf.TensorSpec([None, None], tf.uint8),
+    )  # (n, H, W)
+    masks = tf.ensure_shape(masks, [None, None, None])
+    masks = tf.transpose(masks, [1, 2, 0])
+    return tf.concat([tf.cast(image, tf.float32), tf.cast(masks, tf.float32)], axis=-1)
+
+
+def resize(stack: tf.Tensor, size_hw: tuple[int, int]) -> tf.Tensor:
+    """Joint bicubic resize of image and masks, rounded back to 8-bit levels as PIL does."""
+    resized = tf.image.resize(stack, size_hw, method="bicubic", antialias=True)
+    return tf.clip_by_value(tf.round(resized), 0.0, 255.0)
+
+
+def crop_and_flip(stack: tf.Tensor, fine_hw: tuple[int, int], seed: tf.Tensor, flip: bool) -> tf.Tensor:
+    """The same random crop and horizontal flip for the image and all its masks."""
+    channels = tf.shape(stack)[-1]
+    stack = tf.image.stateless_random_crop(stack, tf.stack([fine_hw[0], fine_hw[1], channels]), seed=seed)
+    if flip:
+        stack = tf.image.stateless_random_flip_left_right(stack, seed=seed + 1)
+    return stack
+
+
+def order_and_pad(masks: tf.Tensor, ins_max: int, set_order: str, seed: tf.Tensor) -> tf.Tensor:
+    """(H, W, n) in [-1, 1] -> (H, W, ins_max): largest first (or shuffled), padded with -1.
+
+    With more than ins_max instances the largest ins_max are kept, in both orders.
+    """
+    n = tf.shape(masks)[-1]
+    pad = tf.maximum(ins_max - n, 0)
+    masks = tf.concat([masks, -tf.ones(tf.concat([tf.shape(masks)[:2], [pad]], 0), masks.dtype)], axis=-1)
+    _, by_area = tf.math.top_k(tf.reduce_mean(masks, axis=[0, 1]), k=ins_max)
+    masks = tf.gather(masks, by_area, axis=-1)
+    if set_order == "random":
+        valid = tf.reduce_any(masks > -1.0, axis=[0, 1])
+        keys = tf.where(
+            valid, tf.random.stateless_uniform([ins_max], seed=seed + 2), -1.0 - tf.range(ins_max, dtype=tf.float32)
+        )
+        _, order = tf.math.top_k(keys, k=ins_max)
+        masks = tf.gather(masks, order, axis=-1)
+    elif set_order != "decreasing":
+        raise ValueError(f"set_order must be 'decreasing' or 'random', got {set_order!r}")
+    return masks
+
+
+def preprocess(image_png, mask_pngs, seed, *, load_size, fine_size, flip, ins_max, set_order):
+    """One example -> {"image": (h, w, 3), "masks": (h, w, ins_max), "count": ()}, in [-1, 1]."""
+    stack = crop_and_flip(resize(decode(image_png, mask_pngs), load_size), fine_size, seed, flip)
+    stack = stack / 127.5 - 1.0
+    masks = order_and_pad(stack[..., 3:], ins_max, set_order, seed)
+    count = tf.reduce_sum(tf.cast(tf.reduce_any(masks > -1.0, axis=[0, 1]), tf.int32))
+    return {"image": stack[..., :3], "masks": masks, "count": count}
+
+
+def _permuted(position: tf.Tensor, size: int, seed: int, stream: int) -> tf.Tensor:
+    """Element position mod size of a permutation of range(size) redrawn every epoch."""
+    epoch, offset = position // size, position % size
+    keys = tf.random.stateless_uniform([size], seed=tf.stack([tf.cast(seed * 2 + stream, tf.int64), epoch]))
+    return tf.gather(tf.argsort(keys), offset)
+
+
+def make_dataset(
+    split_a: EncodedSplit,
+    split_b: EncodedSplit,
+    *,
+    batch_size: int,
+    load_size: tuple[int, int],
+    fine_size: tuple[int, int],
+    ins_max: int,
+    set_order: str = "decreasing",
+    seed: int = 0,
+    start_position: int = 0,
+    process_index: int = 0,
+    process_count: int = 1,
+    train: bool = True,
+) -> tf.data.Dataset:
+    """Batches of {image_a, masks_a, count_a, id_a, image_b, ...}, position = examples consumed globally.
+
+    With ``train=False`` the stream is A in order (paired with B in order), without crop
+    (fine_size must equal load_size) or flip, and ends after one pass over A.
+    """
+    if fine_size[0] > load_size[0] or fine_size[1] > load_size[1]:
+        raise ValueError(f"fine_size {fine_size} is larger than load_size {load_size}")
+    if not train and tuple(fine_size) != tuple(load_size):
+        raise ValueError("evaluation reads whole images: fine_size must equal load_size")
+    options = dict(load_size=tuple(load_size), fine_size=tuple(fine_size), ins_max=ins_max, set_order=set_order)
+    end = np.iinfo(np.int64).max if train else split_a.size
+
+    def example(position):
+        if train:
+            index_a = _permuted(position, split_a.size, seed, 0)
+            index_b = _permuted(position, split_b.size, seed, 1)
+        else:
+            index_a, index_b = position, position % split_b.size
+        aug_seed = tf.stack([tf.cast(seed, tf.int64), position])
+        out = {}
+        for name, split, index, stream in (("a", split_a, index_a, 0), ("b", split_b, index_b, 1)):
+            ex = preprocess(split.images[index], split.masks[index], aug_seed + 4 * stream, flip=train, **options)
+            out.update({f"{k}_{name}": v for k, v in ex.items()})
+            out[f"id_{name}"] = split.ids[index]
+        return out
+
+    ds = tf.data.Dataset.range(start_position + process_index, end, process_count)
+    ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=train)
+    options_ = tf.data.Options()
+    options_.deterministic = True
+    return ds.with_options(options_).prefetch(tf.data.AUTOTUNE)

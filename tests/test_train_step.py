@@ -1,0 +1,176 @@
+"""The jitted train step: golden parity with the authors' optimize_parameters, and its invariants."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from instagan_jax import train_step as ts
+from instagan_jax.models import ModelSpec
+from instagan_jax.torch_import import _torch_leaves, discriminator_entries, generator_entries
+
+
+def nhwc(x):
+    return jnp.asarray(np.asarray(x).transpose(0, 2, 3, 1))
+
+
+def test_one_step_matches_the_reference(converted, golden_dir):
+    spec, nets = converted
+    golden = np.load(golden_dir / "train_step.npz")
+    cfg = ts.StepConfig(spec=spec, ins_max=4, ins_per=2, pool_size=0)
+    state = ts.create_state(cfg, jax.random.PRNGKey(0), 64, 48, networks=nets)
+    batch = {k: nhwc(golden[k]) for k in ("image_a", "masks_a", "image_b", "masks_b")}
+    state, metrics = jax.jit(functools.partial(ts.train_step, cfg))(state, batch)
+    for name in ts.LOSS_NAMES:
+        ours, ref = np.asarray(metrics[f"chunks/{name}"]), golden[f"loss/{name}"]
+        # chunk 0 runs on identical weights; chunk 1 after one Adam step (see the note below)
+        np.testing.assert_allclose(ours[0], ref[0], rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(ours[1], ref[1], rtol=2e-3, atol=1e-6, err_msg=name)
+    # B's second chunk is empty: D_B's loss is absent there, as in the reference
+    assert metrics["chunks/D_B"][1] == 0 and golden["loss/D_B"][1] == 0
+    # Parameters after the two chunk updates. Adam's first steps move every weight by about
+    # lr * sign(grad), so weights whose gradient is rounding noise (e.g. biases cancelled by
+    # instance norm) may move either way: compare kernels, whose gradients are real.
+    for name in ("G_A", "G_B", "D_A", "D_B"):
+        entries = generator_entries(spec) if name[0] == "G" else discriminator_entries(spec)
+        diffs = []
+        for prefix, path, kind in entries:
+            key = _torch_leaves(prefix, kind)[("params", "kernel")]
+            node = state.params[name]
+            for part in path:
+                node = node[part]
+            diffs.append(
+                np.abs(np.asarray(node["kernel"]) - golden[f"after/{name}/{key}"].transpose(2, 3, 1, 0)).ravel()
+            )
+        diffs = np.concatenate(diffs)
+        assert np.median(diffs) < 1e-5, (name, np.median(diffs))
+        assert np.quantile(diffs, 0.95) < 1e-4, (name, np.quantile(diffs, 0.95))
+        assert diffs.max() <= 4 * cfg.learning_rate + 1e-6, (name, diffs.max())
+
+
+# --- invariants on a tiny model, one compilation shared by the tests below -------------------
+
+H = W = 32
+CFG = ts.StepConfig(spec=ModelSpec(ngf=2, ndf=2, n_blocks=1), ins_max=4, ins_per=2, pool_size=2)
+
+
+def masks(counts):
+    m = -np.ones((len(counts), H, W, 4), np.float32)
+    for b, n in enumerate(counts):
+        for i in range(n):
+            m[b, 2 + 6 * i : 10 + 6 * i, 3 + 5 * i : 12 + 5 * i, i] = 1
+    return m
+
+
+def make_batch(counts_a, counts_b, seed=0):
+    rng = np.random.default_rng(seed)
+    image = lambda: rng.uniform(-1, 1, (len(counts_a), H, W, 3)).astype(np.float32)
+    return {"image_a": image(), "masks_a": masks(counts_a), "image_b": image(), "masks_b": masks(counts_b)}
+
+
+@pytest.fixture(scope="module")
+def step():
+    traces = []
+
+    def counted(state, batch):
+        traces.append(1)
+        return ts.train_step(CFG, state, batch)
+
+    jitted = jax.jit(counted)  # not donated: the tests compare with the input state
+    jitted.traces = traces
+    return jitted
+
+
+def fresh_state():
+    return ts.create_state(CFG, jax.random.PRNGKey(0), H, W)
+
+
+def test_an_all_empty_batch_changes_nothing_but_the_step(step):
+    state = fresh_state()
+    new, metrics = step(state, make_batch([0, 0], [0, 0]))
+    assert int(new.step) == 1
+    chex.assert_trees_all_equal(new.replace(step=state.step), state)
+    assert all(float(metrics[name]) == 0 for name in ts.LOSS_NAMES)
+
+
+def test_an_empty_direction_leaves_its_discriminator_pool_and_moments_untouched(step):
+    state = fresh_state()
+    new, metrics = step(state, make_batch([3, 1], [0, 0]))
+    chex.assert_trees_all_equal(new.params["D_B"], state.params["D_B"])
+    chex.assert_trees_all_equal(new.opt_d["D_B"], state.opt_d["D_B"])
+    chex.assert_trees_all_equal(new.spectral["D_B"], state.spectral["D_B"])
+    chex.assert_trees_all_equal(new.pools["fake_A"], state.pools["fake_A"])
+    assert float(metrics["D_B"]) == 0 and float(metrics["D_A"]) > 0
+    # A ran, so D_A and both generators moved (G_B through the cycle and identity terms)
+    for name in ("D_A", "G_A", "G_B"):
+        assert not np.allclose(jax.tree.leaves(new.params[name])[0], jax.tree.leaves(state.params[name])[0])
+    assert int(new.pools["fake_B"].count) == 2  # both examples entered D_A's pool
+
+
+def test_same_seed_and_data_give_identical_losses_and_one_trace(step):
+    batch = make_batch([2, 4], [1, 3], seed=3)
+    runs = []
+    for _ in range(2):
+        state = fresh_state()
+        losses = []
+        for _ in range(2):
+            state, metrics = step(state, batch)
+            losses.append({k: np.asarray(v) for k, v in metrics.items()})
+        runs.append(losses)
+    for first, second in zip(*runs, strict=True):
+        for name in first:
+            np.testing.assert_array_equal(first[name], second[name])
+    assert all(np.isfinite(float(runs[0][-1][name])) for name in ts.LOSS_NAMES)
+    assert len(step.traces) == 1  # every test above used the same compiled step
+
+
+def test_scan_equals_a_python_loop_over_chunks():
+    state = fresh_state()
+    batch = {k: jnp.asarray(v) for k, v in make_batch([3, 1], [2, 0], seed=5).items()}
+    scanned, metrics = jax.jit(functools.partial(ts.train_step, CFG))(state, batch)
+
+    chunk_step = jax.jit(functools.partial(ts._chunk_step, CFG))
+    lr = CFG.learning_rate_at(state.step)
+    view = {
+        "image_A": batch["image_a"],
+        "image_B": batch["image_b"],
+        "masks_A": batch["masks_a"],
+        "masks_B": batch["masks_b"],
+    }
+    carry = {
+        "image_A": batch["image_a"],
+        "image_B": batch["image_b"],
+        "masks_fake_B": -jnp.ones_like(batch["masks_a"]),
+        "masks_fake_A": -jnp.ones_like(batch["masks_b"]),
+    }
+    looped = state
+    for k in range(CFG.num_chunks):
+        chunks = {x: batch[f"masks_{x.lower()}"][..., 2 * k : 2 * k + 2] for x in "AB"}
+        looped, carry, losses, _ = chunk_step(lr, looped, carry, jnp.asarray(k), chunks, view)
+        np.testing.assert_allclose(losses["G_A"], metrics["chunks/G_A"][k], rtol=1e-5)
+    # biases in front of an instance norm get rounding-noise gradients that Adam turns into
+    # steps of about lr either way; every other parameter must agree closely
+    for (path, a), (_, b) in zip(
+        *(jax.tree_util.tree_leaves_with_path(t.params) for t in (scanned, looped)), strict=True
+    ):
+        tol = 2 * CFG.num_chunks * CFG.learning_rate if path[-1].key == "bias" else 1e-5
+        np.testing.assert_allclose(a, b, atol=tol, err_msg=jax.tree_util.keystr(path))
+
+
+def test_cyclegan_baseline_step_runs_without_masks():
+    cfg = ts.StepConfig(spec=ModelSpec(model="cycle_gan", ngf=2, ndf=2, n_blocks=1), ins_max=4, ins_per=2, pool_size=0)
+    state = ts.create_state(cfg, jax.random.PRNGKey(1), H, W)
+    new, metrics = jax.jit(functools.partial(ts.train_step, cfg))(state, make_batch([0, 0], [0, 0]))
+    assert float(metrics["ctx_A"]) == 0 and float(metrics["G_A"]) > 0  # no masks: every example counts
+    assert not np.allclose(jax.tree.leaves(new.params["G_A"])[0], jax.tree.leaves(state.params["G_A"])[0])
+
+
+def test_learning_rate_is_constant_then_linear_to_zero():
+    cfg = ts.StepConfig(learning_rate=1.0, niter=10, niter_decay=9)
+    rates = [float(cfg.learning_rate_at(jnp.asarray(s))) for s in (0, 10, 15, 19, 30)]
+    np.testing.assert_allclose(rates, [1.0, 1.0, 0.5, 0.1, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="multiple"):
+        ts.StepConfig(ins_max=5, ins_per=2)
