@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 from instagan_jax.models import ModelSpec
 
 CHECKPOINT_SUBDIR = "checkpoints"
+TRAIN_ITEMS = ("networks", "model_spec", "trainer", "config")
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -83,3 +84,51 @@ def load_networks(
             raise KeyError(f"checkpoint {step} in {checkpoint_dir(workdir)} has no {missing}")
         networks = {n: networks[n] for n in names}
     return spec, networks
+
+
+def _split_train_state(state) -> tuple[dict, dict]:
+    """TrainState -> (networks item, trainer item): the networks are stored once, in the
+    same item that converted checkpoints use, so translate reads training checkpoints too."""
+    networks = {name: {"params": params} for name, params in state.params.items()}
+    for name, spectral in state.spectral.items():
+        networks[name]["spectral"] = spectral
+    trainer = {"step": state.step, "opt_g": state.opt_g, "opt_d": state.opt_d, "pools": state.pools, "key": state.key}
+    return networks, trainer
+
+
+def save_train_state(mngr: ocp.CheckpointManager, step: int, state, config) -> None:
+    """Saves the full train state (asynchronously) as checkpoint ``step``, with its config."""
+    networks, trainer = _split_train_state(state)
+    spec = dataclasses.asdict(state_spec(config))
+    mngr.save(
+        step,
+        args=ocp.args.Composite(
+            networks=ocp.args.StandardSave(networks),
+            trainer=ocp.args.StandardSave(trainer),
+            model_spec=ocp.args.JsonSave(spec),
+            config=ocp.args.JsonSave(config.to_dict() if hasattr(config, "to_dict") else dict(config)),
+        ),
+    )
+
+
+def state_spec(config) -> ModelSpec:
+    return ModelSpec(model=config.model, ngf=config.ngf, ndf=config.ndf, n_blocks=config.n_blocks)
+
+
+def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract_state, sharding):
+    """Restores checkpoint ``step`` into the structure of ``abstract_state``, every leaf on ``sharding``."""
+    with_sharding = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+    networks, trainer = _split_train_state(abstract_state)
+    restored = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            networks=ocp.args.StandardRestore(with_sharding(networks)),
+            trainer=ocp.args.StandardRestore(with_sharding(trainer)),
+        ),
+    )
+    networks, trainer = restored["networks"], restored["trainer"]
+    return abstract_state.replace(
+        params={name: n["params"] for name, n in networks.items()},
+        spectral={name: networks[name]["spectral"] for name in abstract_state.spectral},
+        **trainer,
+    )

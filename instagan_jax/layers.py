@@ -56,21 +56,49 @@ def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, name: st
     )
 
 
-def upsample_conv(features: int, name: str | None = None) -> nn.ConvTranspose:
+class UpsampleConv(nn.Module):
     """ConvTranspose2d(k=3, s=2, padding=1, output_padding=1): doubles H and W exactly.
 
-    The equivalent lhs-dilated convolution pads (k-1-p, k-1-p+output_padding) = (1, 2).
+    Computed as its four output phases: one 2x2 stride-1 convolution with 4 x features
+    outputs, then depth-to-space. That is the same sum as the transposed convolution, but
+    XLA's CPU backend differentiates it about 50 times faster than an lhs-dilated conv.
+    With torch's scatter definition y[2i - 1 + k] += x[i] w[k], even outputs take tap 1 of
+    x[i]; odd outputs take tap 2 of x[i] and tap 0 of x[i + 1] (zero past the edge).
     The kernel is stored as (kh, kw, out, in), i.e. torch's (in, out, kh, kw).transpose(2, 3, 1, 0).
     """
-    return nn.ConvTranspose(
-        features,
-        (3, 3),
-        strides=(2, 2),
-        padding=((1, 2), (1, 2)),
-        transpose_kernel=True,
-        kernel_init=generator_kernel_init,
-        name=name,
-    )
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", generator_kernel_init, (3, 3, self.features, x.shape[-1]))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        w = jnp.transpose(kernel, (0, 1, 3, 2))  # (ky, kx, in, out)
+        zero = jnp.zeros_like(w[0, 0])
+        taps = {(0, 0): 1, (0, 1): None, (1, 0): 2, (1, 1): 0}  # (phase, offset) -> kernel tap
+        phases = []
+        for a in (0, 1):
+            for b in (0, 1):
+                rows = []
+                for dy in (0, 1):
+                    ky, cols = taps[(a, dy)], []
+                    for dx in (0, 1):
+                        kx = taps[(b, dx)]
+                        cols.append(zero if ky is None or kx is None else w[ky, kx])
+                    rows.append(jnp.stack(cols))
+                phases.append(jnp.stack(rows))  # (2, 2, in, out)
+        phase_kernel = jnp.concatenate(phases, axis=-1)  # (2, 2, in, 4 out), phase-major
+        padded = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
+        y = jax.lax.conv_general_dilated(
+            padded, phase_kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        b_, h, w_, _ = y.shape
+        y = (
+            y.reshape(b_, h, w_, 2, 2, self.features)
+            .transpose(0, 1, 3, 2, 4, 5)
+            .reshape(b_, 2 * h, 2 * w_, self.features)
+        )
+        return y + bias
 
 
 class ResnetBlock(nn.Module):
@@ -115,7 +143,7 @@ class Decoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for i in range(2):
-            x = upsample_conv(self.width * 2 ** (1 - i), name=f"up_{i}")(x)  # (b, 2x, 2x, ..)
+            x = UpsampleConv(self.width * 2 ** (1 - i), name=f"up_{i}")(x)  # (b, 2x, 2x, ..)
             x = nn.relu(instance_norm(x))
         x = conv(self.out_channels, 7, name="conv_out")(reflect_pad(x, 3))
         return jnp.tanh(x)

@@ -3,7 +3,7 @@
 Masks arrive sorted (largest first) and padded to ins_max slots, and are cut into
 ins_max / ins_per chunks. Chunk k sees the image translated by chunks 0..k-1 and its own
 ins_per masks; memory is that of ins_per instances whatever ins_max is. The loop is a
-``lax.scan`` over the chunk axis, so it compiles once per shape.
+``lax.scan`` over the chunk axis (see scan_chunks for CPU), compiled once per shape.
 """
 
 from __future__ import annotations
@@ -18,7 +18,27 @@ from instagan_jax import masks as masks_lib
 Generator = Callable[[jax.Array], jax.Array]  # (B, H, W, 3 + P) -> (B, H, W, 3 + P)
 
 
-def translate(generate: Generator, images: jax.Array, masks: jax.Array, ins_per: int) -> tuple[jax.Array, jax.Array]:
+def scan_chunks(body, init, xs, unroll: bool | None = None):
+    """``lax.scan`` over the chunk axis, unrolled on CPU unless told otherwise.
+
+    XLA's CPU backend runs convolutions inside a while loop about 6 times slower than the
+    same convolutions in straight-line code (measured: 7.2 s vs 1.1 s for one InstaGAN
+    chunk update), so on CPU the chunks are unrolled, at the price of compile time and of
+    memory that grows with the chunk count. Accelerators keep the rolled loop, whose
+    memory is that of one chunk whatever ins_max is.
+    """
+    if unroll is None:
+        unroll = jax.default_backend() == "cpu"
+    length = jax.tree.leaves(xs)[0].shape[0]
+    if unroll and length == 1:  # lax.scan keeps a one-trip loop even when asked to unroll
+        carry, out = body(init, jax.tree.map(lambda x: x[0], xs))
+        return carry, jax.tree.map(lambda x: x[None], out)
+    return jax.lax.scan(body, init, xs, unroll=bool(unroll))
+
+
+def translate(
+    generate: Generator, images: jax.Array, masks: jax.Array, ins_per: int, unroll: bool | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Inference: returns the translated images (B, H, W, 3) and masks (B, H, W, ins_max).
 
     An example whose chunk holds no instance keeps its image and passes its empty slots
@@ -37,5 +57,5 @@ def translate(generate: Generator, images: jax.Array, masks: jax.Array, ins_per:
         has_any = jnp.any(chunk > -1.0)
         return jax.lax.cond(has_any, run_chunk, lambda im, ch: (im, ch), image, chunk)
 
-    images, translated = jax.lax.scan(step, images, masks_lib.split_chunks(masks, ins_per))
+    images, translated = scan_chunks(step, images, masks_lib.split_chunks(masks, ins_per), unroll)
     return images, masks_lib.join_chunks(translated)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from instagan_jax import image_pool, losses
+from instagan_jax import image_pool, losses, sequential
 from instagan_jax import masks as masks_lib
 from instagan_jax.models import IMAGE_CHANNELS, ModelSpec, init_networks
 
@@ -51,6 +51,7 @@ class StepConfig:
     niter: int = 100_000  # steps at constant learning rate
     niter_decay: int = 100_000  # then steps of linear decay to 0
     pool_size: int = 50
+    scan_unroll: bool | None = None  # unroll the chunk scan; None = on CPU only (see sequential.scan_chunks)
 
     def __post_init__(self):
         if self.ins_per <= 0 or self.ins_max <= 0 or self.ins_max % self.ins_per:
@@ -135,7 +136,11 @@ def _chunk_step(
             fake = forward(real)
             rec = backward(fake)
             fake_image, fake_masks = fake[..., :IMAGE_CHANNELS], fake[..., IMAGE_CHANNELS:]
-            generated = jax.lax.dynamic_update_slice_in_dim(carry[f"masks_{fake_name}"], fake_masks, k * p, axis=3)
+            # this chunk's live masks into slots k*p .. k*p+p-1; a select, not a dynamic slice,
+            # which XLA's CPU backend differentiates far faster inside the scan
+            in_chunk = (jnp.arange(carry[f"masks_{fake_name}"].shape[-1]) // max(p, 1)) == k
+            tiled = jnp.tile(fake_masks, (1, 1, 1, cfg.num_chunks)) if p else fake_masks
+            generated = jnp.where(in_chunk, tiled, carry[f"masks_{fake_name}"])
             fake_all = jnp.concatenate([fake_image, generated], axis=-1)
             logits, new_spec = discriminator.apply(
                 {"params": state.params[d_name], "spectral": spectral[d_name]},
@@ -248,7 +253,7 @@ def train_step(cfg: StepConfig, state: TrainState, batch: dict) -> tuple[TrainSt
         )
         return (st, c), (chunk_losses, active)
 
-    (state, _), (chunk_losses, active) = jax.lax.scan(body, (state, carry), inputs)
+    (state, _), (chunk_losses, active) = sequential.scan_chunks(body, (state, carry), inputs, cfg.scan_unroll)
     metrics = {}
     for name, values in chunk_losses.items():
         weights = active[LOSS_DIRECTION[name]].astype(jnp.float32)  # chunks where the loss's direction ran

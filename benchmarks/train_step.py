@@ -1,0 +1,112 @@
+r"""Times the jitted train step, and reports XLA's memory and FLOP estimates.
+
+    python benchmarks/train_step.py --size 200 --ngf 64 --ins_per 2 --ins_max 2,4,8,16 --batch_size 1 \
+        --steps 5 --json /tmp/train_step.json
+
+Writes a JSON list, one record per ins_max, and prints a table with the achieved FLOP/s
+next to this machine's measured float32 matmul FLOP/s.
+"""
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from instagan_jax import train_step as ts
+from instagan_jax.models import ModelSpec
+
+
+def matmul_flops_per_sec(n: int = 1024, repeats: int = 10) -> float:
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        f(a).block_until_ready()
+    return 2 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def synthetic_batch(batch_size: int, size: int, ins_max: int, seed: int = 0) -> dict:
+    """Every mask slot holds an instance, so every chunk does full work."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size]
+    masks = -np.ones((batch_size, size, size, ins_max), np.float32)
+    for b in range(batch_size):
+        for i in range(ins_max):
+            cy, cx, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(size / 10, size / 4)
+            masks[b, ..., i] = np.where((y - cy) ** 2 + (x - cx) ** 2 <= r * r, 1.0, -1.0)
+    image = lambda: rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32)
+    return {"image_a": image(), "masks_a": masks, "image_b": image(), "masks_b": masks[::-1].copy()}
+
+
+def measure(args, ins_max: int) -> dict:
+    cfg = ts.StepConfig(
+        spec=ModelSpec(model=args.model, ngf=args.ngf, ndf=args.ndf, n_blocks=args.n_blocks),
+        ins_max=ins_max, ins_per=min(args.ins_per, ins_max), pool_size=50,
+    )  # fmt: skip
+    state = ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size)
+    batch = jax.device_put(synthetic_batch(args.batch_size, args.size, ins_max))
+    step = jax.jit(lambda s, b: ts.train_step(cfg, s, b), donate_argnums=(0,))
+    start = time.perf_counter()
+    compiled = step.lower(state, batch).compile()
+    compile_time = time.perf_counter() - start
+    memory = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    state, metrics = compiled(state, batch)  # warm-up
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(args.steps):
+        start = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    memory_bytes = None
+    if memory is not None:
+        memory_bytes = int(memory.argument_size_in_bytes + memory.temp_size_in_bytes + memory.output_size_in_bytes)
+    return {
+        "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks, "model": args.model,
+        "ins_max": ins_max, "ins_per": cfg.ins_per, "batch_size": args.batch_size,
+        "step_time_s": float(np.median(times)), "compile_time_s": compile_time, "memory_bytes": memory_bytes,
+        "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
+        "flops": float(cost.get("flops", float("nan"))) if cost else None,
+        "device": jax.devices()[0].device_kind, "device_count": jax.device_count(),
+    }  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--ngf", type=int, default=16)
+    parser.add_argument("--ndf", type=int, default=None)
+    parser.add_argument("--n_blocks", type=int, default=9)
+    parser.add_argument("--model", default="insta_gan")
+    parser.add_argument("--ins_per", type=int, default=2)
+    parser.add_argument("--ins_max", default="2,4,8")
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    args.ndf = args.ndf or args.ngf
+    peak = matmul_flops_per_sec()
+    records = [measure(args, int(n)) for n in args.ins_max.split(",")]
+    print(f"device: {records[0]['device']}   f32 matmul: {peak / 1e9:.1f} GFLOP/s")
+    print(
+        f"{'ins_max':>7} {'step s':>8} {'compile s':>9} {'memory MiB':>10} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>7}"
+    )
+    for r in records:
+        achieved = r["flops"] / r["step_time_s"] if r["flops"] else float("nan")
+        r["flops_per_sec"], r["matmul_peak_flops_per_sec"] = achieved, peak
+        mib = r["memory_bytes"] / 2**20 if r["memory_bytes"] else float("nan")
+        print(f"{r['ins_max']:>7} {r['step_time_s']:>8.3f} {r['compile_time_s']:>9.1f} {mib:>10.1f} "
+              f"{r['flops'] / 1e9:>8.2f} {achieved / 1e9:>8.2f} {achieved / peak:>7.1%}")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

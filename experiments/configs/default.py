@@ -1,0 +1,59 @@
+r"""Default: InstaGAN on the procedural shapes set (discs <-> squares), sized for a laptop CPU.
+
+    python experiments/train.py --workdir runs/shapes
+
+Needs no data: the shapes set is generated (seconds) on the first run. A 2-core CPU runs
+about one step per second at this size (32x32, batch 4, ngf 16, 3 residual blocks).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    # Data
+    config.dataset = "shapes"  # shapes | folder | coco
+    config.dataroot = ""  # folder: the authors' layout; coco: a local COCO 2017
+    config.data_dir = ""  # where tfds keeps prepared datasets; "" = WORKDIR/../tfds_data
+    config.phase = "train"  # split prefix: {phase}A, {phase}B
+    config.eval_phase = "test"  # held-out split prefix for pictures and evaluation
+    config.load_size = (36, 36)  # (H, W) after the bicubic resize
+    config.fine_size = (32, 32)  # (H, W) of the random crop; multiples of 4
+    config.shapes_size = 40  # shapes: side of the generated images
+    config.shapes_num_train = 2000  # shapes: images per domain in train
+    config.shapes_num_test = 200  # shapes: images per domain in test
+    config.shapes_max_instances = 4  # shapes: instances per image (1..this)
+    config.coco_categories = ("sheep", "giraffe")  # coco: the A and B categories
+    config.skip_bad_files = False  # folder: skip and count unusable images instead of failing
+    config.batch_size = 4  # global batch, divided over all devices
+    # Model
+    config.model = "insta_gan"  # insta_gan | cycle_gan (the baseline)
+    config.ngf = 16  # generator width (paper: 64)
+    config.ndf = 16  # discriminator width (paper: 64)
+    config.n_blocks = 3  # residual blocks per encoder (paper: 9)
+    # Sequential mini-batch
+    config.ins_max = 4  # instance slots per image (largest first)
+    config.ins_per = 2  # slots per chunk; ins_per = ins_max is the "no sequential" ablation
+    config.set_order = "decreasing"  # decreasing | random
+    # Losses
+    config.gan_loss = "lsgan"  # lsgan | vanilla
+    config.lambda_a = 10.0
+    config.lambda_b = 10.0
+    config.lambda_idt = 1.0
+    config.lambda_ctx = 1.0
+    config.pool_size = 50
+    # Optimisation
+    config.learning_rate = 2e-4
+    config.beta1 = 0.5
+    config.num_train_steps = 4000
+    config.niter = 2000  # steps at constant learning rate, then linear decay over niter_decay
+    config.niter_decay = 2000
+    config.seed = 0
+    config.init_from = ""  # workdir of a converted authors' checkpoint to fine-tune from
+    # Bookkeeping
+    config.log_every_steps = 50
+    config.image_every_steps = 500
+    config.checkpoint_every_steps = 500
+    config.max_checkpoints_to_keep = 3
+    config.allow_config_change = False  # resume even if model or data shape keys changed
+    return config

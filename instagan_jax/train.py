@@ -1,0 +1,257 @@
+"""train_and_evaluate(config, workdir): the one training loop. The only module that reads a config.
+
+It builds the dataset and the sharded, jitted train step, restores the latest checkpoint
+of the workdir (or starts fresh, or fine-tunes from a converted authors' checkpoint), and
+then loops: step, log, picture, checkpoint. It stops cleanly on SIGTERM / SIGINT (after a
+checkpoint of the current step) and on a non-finite loss (naming the step and the loss,
+keeping the last good checkpoint).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import signal
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import tensorflow as tf
+from absl import logging
+from clu import metric_writers
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm import tqdm
+
+from instagan_jax import checkpoint, input_pipeline, sequential, summaries
+from instagan_jax import train_step as ts
+from instagan_jax.datasets import builders
+
+# Keys whose change makes an old checkpoint or data position meaningless.
+SHAPE_KEYS = ("model", "ngf", "ndf", "n_blocks", "ins_max", "ins_per", "fine_size", "load_size", "batch_size",
+              "dataset", "dataroot", "phase", "seed")  # fmt: skip
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must see (non-finite loss, incompatible resume)."""
+
+
+class StopRequested(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def step_config(config) -> ts.StepConfig:
+    return ts.StepConfig(
+        spec=checkpoint.state_spec(config), ins_max=config.ins_max, ins_per=config.ins_per, lambda_a=config.lambda_a,
+        lambda_b=config.lambda_b, lambda_idt=config.lambda_idt, lambda_ctx=config.lambda_ctx,
+        gan_loss=config.gan_loss, learning_rate=config.learning_rate, beta1=config.beta1, niter=config.niter,
+        niter_decay=config.niter_decay, pool_size=config.pool_size,
+    )  # fmt: skip
+
+
+def validate(config) -> None:
+    """Refuses a hostile config before anything is built or compiled, naming the key."""
+    for key in ("batch_size", "ins_max", "ins_per", "ngf", "ndf", "n_blocks", "num_train_steps",
+                "checkpoint_every_steps", "log_every_steps", "image_every_steps"):  # fmt: skip
+        if not isinstance(config[key], int) or config[key] <= 0:
+            raise ValueError(f"config.{key} must be a positive integer, got {config[key]!r}")
+    if config.ins_max % config.ins_per:
+        raise ValueError(f"config.ins_max ({config.ins_max}) must be a multiple of config.ins_per ({config.ins_per})")
+    for key in ("load_size", "fine_size"):
+        size = tuple(config[key])
+        if len(size) != 2 or any(not isinstance(s, int) or s <= 0 or s % 4 for s in size):
+            raise ValueError(f"config.{key} must be (H, W) with positive multiples of 4, got {config[key]!r}")
+    if any(fine > load for fine, load in zip(config.fine_size, config.load_size, strict=True)):
+        raise ValueError(
+            f"config.fine_size {tuple(config.fine_size)} is larger than config.load_size {tuple(config.load_size)}"
+        )
+    if config.dataset not in ("shapes", "folder", "coco"):
+        raise ValueError(f"config.dataset must be 'shapes', 'folder' or 'coco', got {config.dataset!r}")
+    if config.dataset != "shapes" and not os.path.isdir(config.dataroot):
+        raise ValueError(f"config.dataroot {config.dataroot!r} is not a folder (needed by dataset {config.dataset!r})")
+    if config.batch_size % jax.device_count():
+        raise ValueError(
+            f"config.batch_size ({config.batch_size}) must be divisible by the {jax.device_count()} devices"
+        )
+    checkpoint.state_spec(config)  # validates model, widths
+    step_config(config)
+
+
+def build_data(config, workdir: str):
+    """(train dataset iterator factory, held-out batch for pictures)."""
+    data_dir = config.data_dir or os.path.join(os.path.dirname(os.path.abspath(workdir)), "tfds_data")
+    shapes = builders.ShapesConfig(
+        name=f"s{config.shapes_size}_n{config.shapes_num_train}_{config.shapes_num_test}_i{config.shapes_max_instances}",
+        size=config.shapes_size, num_train=config.shapes_num_train, num_test=config.shapes_num_test,
+        max_instances=config.shapes_max_instances,
+    )  # fmt: skip
+    coco = builders.CocoConfig(name="_".join(config.coco_categories), category_a=config.coco_categories[0],
+                               category_b=config.coco_categories[1])  # fmt: skip
+    builder = builders.prepare(config.dataset, data_dir, dataroot=config.dataroot or None, shapes=shapes, coco=coco,
+                               skip_bad_files=config.skip_bad_files)  # fmt: skip
+    train = {x: input_pipeline.read_split(builder, f"{config.phase}{x}") for x in "AB"}
+    eval_phase = config.eval_phase if f"{config.eval_phase}A" in builder.info.splits else config.phase
+    held_out = {x: input_pipeline.read_split(builder, f"{eval_phase}{x}") for x in "AB"}
+    local_batch = config.batch_size // jax.process_count()
+
+    def train_iterator(position: int):
+        ds = input_pipeline.make_dataset(
+            train["A"], train["B"], batch_size=local_batch, load_size=tuple(config.load_size),
+            fine_size=tuple(config.fine_size), ins_max=config.ins_max, set_order=config.set_order, seed=config.seed,
+            start_position=position, process_index=jax.process_index(), process_count=jax.process_count(),
+        )  # fmt: skip
+        return ds.as_numpy_iterator()
+
+    fine = tuple(config.fine_size)
+    eval_ds = input_pipeline.make_dataset(
+        held_out["A"], held_out["B"], batch_size=min(4, held_out["A"].size), load_size=fine, fine_size=fine,
+        ins_max=config.ins_max, train=False,
+    )  # fmt: skip
+    return train_iterator, next(eval_ds.as_numpy_iterator())
+
+
+def _device_batch(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k.startswith(("image_", "masks_"))}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _translate_and_back(cfg: ts.StepConfig, forward: dict, backward: dict, images, masks):
+    generator = cfg.spec.generator()
+
+    def run(params, im, m):
+        apply = lambda v: generator.apply({"params": params}, v)
+        return (apply(im), m) if not cfg.spec.uses_masks else sequential.translate(apply, im, m, cfg.ins_per)
+
+    fake, fake_masks = run(forward, images, masks)
+    rec, rec_masks = run(backward, fake, fake_masks)
+    return fake, fake_masks, rec, rec_masks
+
+
+def translation_picture(cfg: ts.StepConfig, state: ts.TrainState, batch: dict) -> np.ndarray:
+    """real | masks | translated | masks | reconstructed | masks, A -> B rows then B -> A rows."""
+    rows = []
+    for x, forward, backward in (("a", "G_A", "G_B"), ("b", "G_B", "G_A")):
+        images, masks = batch[f"image_{x}"], batch[f"masks_{x}"]
+        outputs = _translate_and_back(cfg, state.params[forward], state.params[backward], images, masks)
+        rows += summaries.translation_rows(images, masks, *(np.asarray(a) for a in outputs))
+    return summaries.grid(rows)
+
+
+def _check_resume_compatible(config, saved: dict) -> None:
+    changed = {k: (saved.get(k), config[k]) for k in SHAPE_KEYS if k in saved and _norm(saved[k]) != _norm(config[k])}
+    if changed and not config.allow_config_change:
+        listing = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise TrainingError(
+            f"the workdir's checkpoints were trained with a different model or data shape ({listing}); "
+            "use a new --workdir, or pass --config.allow_config_change=True to resume anyway"
+        )
+
+
+def _norm(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
+    """Trains until config.num_train_steps; resumes from the workdir's latest checkpoint."""
+    validate(config)
+    tf.config.set_visible_devices([], "GPU")  # tf.data must not take accelerator memory
+    os.makedirs(workdir, exist_ok=True)
+    cfg = step_config(config)
+    is_chief = jax.process_index() == 0
+    writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief, asynchronous=True)
+
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    h, w = config.fine_size
+    key = jax.random.PRNGKey(config.seed)
+
+    pretrained = None
+    if config.init_from:  # fine-tuning, e.g. from a converted authors' checkpoint
+        init_spec, pretrained = checkpoint.load_networks(config.init_from)
+        if init_spec != cfg.spec:
+            raise TrainingError(
+                f"config.init_from {config.init_from} holds {init_spec}; the config asks for {cfg.spec}"
+            )
+
+    def init_state():
+        return ts.create_state(cfg, key, h, w, networks=pretrained)
+
+    abstract = jax.eval_shape(init_state)
+    mngr = checkpoint.manager(workdir, config.max_checkpoints_to_keep, item_names=checkpoint.TRAIN_ITEMS)
+    state, start = None, 0
+    for step in reversed(mngr.all_steps()):
+        try:
+            saved_config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+            _check_resume_compatible(config, saved_config)
+            state = checkpoint.restore_train_state(mngr, step, abstract, replicated)
+            start = int(state.step)
+            logging.info("resumed from %s/%d", checkpoint.checkpoint_dir(workdir), step)
+            break
+        except TrainingError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a damaged checkpoint: fall back to the one before
+            logging.warning("checkpoint %d in %s is unreadable (%s); trying the previous one", step,
+                            checkpoint.checkpoint_dir(workdir), e)  # fmt: skip
+    if state is None:
+        state = jax.device_put(init_state(), replicated)
+    if start >= config.num_train_steps:
+        logging.info("already trained %d >= %d steps", start, config.num_train_steps)
+        return state
+
+    train_iterator, picture_batch = build_data(config, workdir)
+    batches = train_iterator(start * config.batch_size)
+    step_fn = jax.jit(
+        lambda s, b: ts.train_step(cfg, s, b),
+        in_shardings=(replicated, sharded), out_shardings=(replicated, replicated), donate_argnums=(0,),
+    )  # fmt: skip
+    if is_chief and start == 0:
+        writer.write_hparams({k: str(v) for k, v in config.items()})
+
+    def save(step: int):
+        checkpoint.save_train_state(mngr, step, state, config)
+
+    stop = {}
+    handlers = {
+        s: signal.signal(s, lambda signum, _: stop.setdefault("signal", signum))
+        for s in (signal.SIGTERM, signal.SIGINT)
+    }
+    progress = tqdm(total=config.num_train_steps, initial=start, desc="train", unit="step", disable=not is_chief)
+    last_good, timer = start, (time.perf_counter(), start)
+    try:
+        for step in range(start + 1, config.num_train_steps + 1):
+            local = _device_batch(next(batches))
+            batch = {k: jax.make_array_from_process_local_data(sharded, v) for k, v in local.items()}
+            state, metrics = step_fn(state, batch)
+            progress.update(1)
+            if step % config.log_every_steps == 0 or step == config.num_train_steps:
+                scalars = {k: float(v) for k, v in jax.device_get(metrics).items() if not k.startswith("chunks/")}
+                bad = [k for k, v in scalars.items() if not math.isfinite(v)]
+                if bad:
+                    raise TrainingError(
+                        f"non-finite loss {bad} at step {step}; the last good checkpoint is step {last_good} "
+                        f"in {checkpoint.checkpoint_dir(workdir)}"
+                    )
+                now = time.perf_counter()
+                scalars["steps_per_sec"] = (step - timer[1]) / max(now - timer[0], 1e-9)
+                timer = (now, step)
+                writer.write_scalars(step, scalars)  # also the plain log line, through clu's logging writer
+            if is_chief and (step % config.image_every_steps == 0 or step == config.num_train_steps):
+                writer.write_images(step, {"translation": translation_picture(cfg, state, picture_batch)[None]})
+            if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
+                save(step)
+                last_good = step
+            if "signal" in stop:
+                save(step)
+                raise StopRequested(stop["signal"])
+    finally:
+        progress.close()
+        mngr.wait_until_finished()
+        writer.flush()
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    return state
