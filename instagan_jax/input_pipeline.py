@@ -45,6 +45,8 @@ def read_split(builder: tfds.core.DatasetBuilder, split: str) -> EncodedSplit:
         ids.append(example["id"])
     if not images:
         raise ValueError(f"{builder.name}: split {split!r} is empty")
+    order = sorted(range(len(ids)), key=ids.__getitem__)  # storage order is tfds's; keep the files' order
+    images, masks, ids = ([seq[i] for i in order] for seq in (images, masks, ids))
     return EncodedSplit(tf.constant(images), tf.ragged.constant(masks, dtype=tf.string), tf.constant(ids))
 
 

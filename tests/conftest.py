@@ -11,6 +11,10 @@ import pytest  # noqa: E402
 
 # Comparisons against PyTorch need full-precision matmuls and convolutions.
 jax.config.update("jax_default_matmul_precision", "highest")
+# Training runs of the same tiny shapes recompile the same step: share compilations through
+# a persistent cache (between the xdist workers too) instead of paying each time.
+jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(__file__).parents[1] / ".pytest_cache" / "jax"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
 
 GOLDEN_DIR = pathlib.Path(__file__).parent / "data" / "golden"
 

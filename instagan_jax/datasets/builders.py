@@ -73,6 +73,22 @@ class InstaganShapes(tfds.core.GeneratorBasedBuilder):
             yield i, _example(f"{domain}{i:06d}", image, masks)
 
 
+def phase_splits(root: str) -> list[str]:
+    """Split names (trainA, sampleB, ...) of a dataroot: every X/ that has an X_seg/ beside it."""
+    if not os.path.isdir(root):
+        raise image_io.DataError(f"{root}: dataroot does not exist")
+    splits = sorted(
+        name
+        for name in os.listdir(root)
+        if name[-1:] in "AB"
+        and os.path.isdir(os.path.join(root, name))
+        and os.path.isdir(os.path.join(root, f"{name}_seg"))
+    )
+    if not splits:
+        raise image_io.DataError(f"{root}: no phase folders (e.g. trainA/ with trainA_seg/) in this dataroot")
+    return splits
+
+
 @dataclasses.dataclass
 class FolderConfig(tfds.core.BuilderConfig):
     skip_bad_files: bool = False  # skip (and count) unusable images instead of failing
@@ -90,17 +106,7 @@ class InstaganFolder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         root = os.fspath(dl_manager.manual_dir)
-        if not os.path.isdir(root):
-            raise image_io.DataError(f"{root}: dataroot does not exist")
-        splits = sorted(
-            name
-            for name in os.listdir(root)
-            if name[-1:] in "AB"
-            and os.path.isdir(os.path.join(root, name))
-            and os.path.isdir(os.path.join(root, f"{name}_seg"))
-        )
-        if not splits:
-            raise image_io.DataError(f"{root}: no phase folders (e.g. trainA/ with trainA_seg/) in this dataroot")
+        splits = phase_splits(root)
         return {name: self._generate_examples(root, name[:-1], name[-1]) for name in splits}
 
     def _generate_examples(self, root, phase, domain):
@@ -212,6 +218,7 @@ def prepare(
             raise image_io.DataError(f"{dataroot}: dataroot does not exist")
         download_config = tfds.download.DownloadConfig(manual_dir=os.path.abspath(dataroot))
         if dataset == "folder":
+            phase_splits(dataroot)  # a clear error before tfds's own checks
             # one prepared copy per dataroot: the config is named after the folder and its path
             digest = hashlib.sha1(os.path.abspath(dataroot).encode()).hexdigest()[:8]
             name = f"{os.path.basename(os.path.normpath(dataroot))}_{digest}"

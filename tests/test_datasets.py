@@ -1,0 +1,105 @@
+"""tfds builders: the procedural shapes set and the authors' folder layout, with its errors."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from instagan_jax import image_io
+from instagan_jax.datasets import builders, shapes
+
+
+def test_shapes_are_deterministic_and_exact():
+    image, masks = shapes.render("A", seed=3, index=7, size=(40, 48))
+    again, masks_again = shapes.render("A", seed=3, index=7, size=(40, 48))
+    np.testing.assert_array_equal(image, again)
+    np.testing.assert_array_equal(masks, masks_again)
+    assert image.shape == (40, 48, 3) and image.dtype == np.uint8
+    assert masks.ndim == 3 and 1 <= masks.shape[0] <= 8 and set(np.unique(masks)) <= {0, 255}
+    assert not np.any((masks > 0).sum(0) > 1)  # visible parts: no pixel belongs to two instances
+
+
+def test_shapes_domains_differ_in_shape_and_colour():
+    fill = {"A": [], "B": []}
+    hue = {"A": [], "B": []}
+    for domain in "AB":
+        for i in range(20):
+            image, masks = shapes.render(domain, 0, i)
+            for m in masks > 0:
+                ys, xs = np.nonzero(m)
+                fill[domain].append(m.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)))
+                r, g, b = image[m].mean(0)
+                hue[domain].append(b - r)
+    assert np.median(fill["B"]) > 0.95 > 0.85 > np.median(fill["A"])  # squares fill their box, discs ~0.785
+    assert max(hue["A"]) < 0 < min(hue["B"])  # red-orange vs blue
+
+
+def write_folder(root, phase="train", n=3, size=(24, 20)):
+    for domain in "AB":
+        os.makedirs(root / f"{phase}{domain}_seg", exist_ok=True)
+        os.makedirs(root / f"{phase}{domain}", exist_ok=True)
+        for i in range(n):
+            image, masks = shapes.render(domain, 1, i, size)
+            Image.fromarray(image).save(root / f"{phase}{domain}" / f"{i:03d}.png")
+            for k, m in enumerate(masks):
+                Image.fromarray(m).convert("RGB" if k % 2 else "L").save(
+                    root / f"{phase}{domain}_seg" / f"{i:03d}_{k}.png"
+                )
+
+
+def prepare_folder(tmp_path, root, **kwargs):
+    return builders.prepare("folder", str(tmp_path / "tfds"), dataroot=str(root), **kwargs)
+
+
+def test_folder_builder_reads_the_authors_layout(tmp_path):
+    root = tmp_path / "data"
+    write_folder(root, "train")
+    write_folder(root, "sample", n=2)
+    builder = prepare_folder(tmp_path, root)
+    assert sorted(builder.info.splits) == ["sampleA", "sampleB", "trainA", "trainB"]
+    example = next(iter(tfds.as_numpy(builder.as_dataset("trainA"))))
+    _, masks = shapes.render("A", 1, int(example["id"]), (24, 20))
+    assert example["image"].shape == (24, 20, 3)
+    np.testing.assert_array_equal(example["masks"][..., 0], masks)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda r: [os.remove(p) for p in (r / "trainA_seg").glob("001_*")], "001.png: no instance masks"),
+        (lambda r: Image.new("L", (5, 5)).save(r / "trainA_seg" / "000_0.png"), "000_0.png: mask is 5x5"),
+        (lambda r: (r / "trainB" / "002.png").write_bytes((r / "trainB" / "002.png").read_bytes()[:60]),
+         "002.png: unreadable or truncated"),
+        (lambda r: Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 20, 3), np.uint8)).save(
+            r / "trainB_seg" / "000_0.png"), "000_0.png: does not look like an instance mask"),
+        (lambda r: [os.remove(p) for p in (r / "trainA").glob("*.png")], "trainA: no images"),
+    ],
+)  # fmt: skip
+def test_bad_files_are_named(tmp_path, damage, message):
+    root = tmp_path / "data"
+    write_folder(root)
+    damage(root)
+    with pytest.raises(image_io.DataError, match=message):
+        prepare_folder(tmp_path, root)
+
+
+def test_skip_bad_files_counts_and_continues(tmp_path, caplog):
+    root = tmp_path / "data"
+    write_folder(root)
+    for p in (root / "trainA_seg").glob("001_*"):
+        os.remove(p)
+    builder = prepare_folder(tmp_path, root, skip_bad_files=True)
+    assert builder.info.splits["trainA"].num_examples == 2
+    assert builder.info.splits["trainB"].num_examples == 3
+
+
+def test_a_dataroot_without_phase_folders_is_explained(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(image_io.DataError, match="no phase folders"):
+        prepare_folder(tmp_path, tmp_path / "empty")
+    with pytest.raises(image_io.DataError, match="does not exist"):
+        prepare_folder(tmp_path, tmp_path / "missing")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        builders.prepare("imagenet", str(tmp_path))
