@@ -209,8 +209,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
         lambda s, b: ts.train_step(cfg, s, b),
         in_shardings=(replicated, sharded), out_shardings=(replicated, replicated), donate_argnums=(0,),
     )  # fmt: skip
-    if is_chief and start == 0:
-        writer.write_hparams({k: str(v) for k, v in config.items()})
+    if is_chief:
+        with open(os.path.join(workdir, "config.json"), "w") as f:  # for people; checkpoints hold their own copy
+            f.write(config.to_json_best_effort(indent=1))
+        if start == 0:
+            writer.write_hparams({k: str(v) for k, v in config.items()})
 
     def save(step: int):
         checkpoint.save_train_state(mngr, step, state, config)

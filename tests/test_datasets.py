@@ -103,3 +103,39 @@ def test_a_dataroot_without_phase_folders_is_explained(tmp_path):
         prepare_folder(tmp_path, tmp_path / "missing")
     with pytest.raises(ValueError, match="unknown dataset"):
         builders.prepare("imagenet", str(tmp_path))
+
+
+def write_coco(root):
+    """A two-image COCO 2017 in miniature: polygons for sheep (1) and giraffe (2), one empty box."""
+    import json
+
+    for split in ("train", "val"):
+        (root / f"{split}2017").mkdir(parents=True)
+        images, annotations = [], []
+        for i in range(3):
+            Image.fromarray(np.full((30, 40, 3), 40 * i, np.uint8)).save(root / f"{split}2017" / f"{i}.jpg")
+            images.append({"id": i, "file_name": f"{i}.jpg", "height": 30, "width": 40})
+            category = 1 if i < 2 else 2
+            poly = [5 + i, 5, 20 + i, 5, 20 + i, 20, 5 + i, 20]
+            annotations.append({"id": 10 * i + 1, "image_id": i, "category_id": category, "segmentation": [poly],
+                                "area": 225.0, "bbox": [5 + i, 5, 15, 15], "iscrowd": 0})  # fmt: skip
+        (root / "annotations").mkdir(exist_ok=True)
+        cats = [{"id": 1, "name": "sheep"}, {"id": 2, "name": "giraffe"}]
+        payload = {"images": images, "annotations": annotations, "categories": cats}
+        (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(payload))
+
+
+def test_coco_builder_makes_one_mask_per_instance(tmp_path):
+    pytest.importorskip("pycocotools")
+    write_coco(tmp_path / "coco")
+    coco = builders.CocoConfig(name="sheep_giraffe_16", image_size=16)
+    builder = builders.prepare("coco", str(tmp_path / "tfds"), dataroot=str(tmp_path / "coco"), coco=coco)
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
+        "trainA": 2,
+        "trainB": 1,
+        "testA": 2,
+        "testB": 1,
+    }
+    example = next(iter(tfds.as_numpy(builder.as_dataset("trainB"))))
+    assert example["image"].shape == (16, 16, 3) and example["masks"].shape == (1, 16, 16, 1)
+    assert 0 < (example["masks"] > 127).mean() < 1

@@ -47,6 +47,7 @@ def test_train_writes_checkpoints_events_and_a_usable_model(data_dir):
     assert int(state.step) == 4
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
     assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
+    assert os.path.isfile(os.path.join(workdir, "config.json"))
     translator = Translator.from_workdir(workdir, ins_per=2, ins_max=4)
     out = translator.translate(np.zeros((32, 32, 3), np.float32), [np.pad(np.ones((8, 8)), 12, constant_values=-1)])
     assert np.isfinite(out["image"]).all() and out["masks"].shape == (32, 32, 4)
