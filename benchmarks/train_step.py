@@ -46,6 +46,7 @@ def measure(args, ins_max: int) -> dict:
     cfg = ts.StepConfig(
         spec=ModelSpec(model=args.model, ngf=args.ngf, ndf=args.ndf, n_blocks=args.n_blocks),
         ins_max=ins_max, ins_per=min(args.ins_per, ins_max), pool_size=50,
+        scan_unroll={"auto": None, "yes": True, "no": False}[args.unroll],
     )  # fmt: skip
     state = ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size)
     batch = jax.device_put(synthetic_batch(args.batch_size, args.size, ins_max))
@@ -73,7 +74,7 @@ def measure(args, ins_max: int) -> dict:
         "step_time_s": float(np.median(times)), "compile_time_s": compile_time, "memory_bytes": memory_bytes,
         "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
         "flops": float(cost.get("flops", float("nan"))) if cost else None,
-        "device": jax.devices()[0].device_kind, "device_count": jax.device_count(),
+        "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "unroll": args.unroll,
     }  # fmt: skip
 
 
@@ -88,24 +89,27 @@ def main():
     parser.add_argument("--ins_max", default="2,4,8")
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--unroll", choices=["auto", "yes", "no"], default="auto", help="chunk scan unrolling")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     args.ndf = args.ndf or args.ngf
     peak = matmul_flops_per_sec()
-    records = [measure(args, int(n)) for n in args.ins_max.split(",")]
-    print(f"device: {records[0]['device']}   f32 matmul: {peak / 1e9:.1f} GFLOP/s")
+    print(f"device: {jax.devices()[0].device_kind}   f32 matmul: {peak / 1e9:.1f} GFLOP/s")
     print(
         f"{'ins_max':>7} {'step s':>8} {'compile s':>9} {'memory MiB':>10} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>7}"
     )
-    for r in records:
+    records = []
+    for n in args.ins_max.split(","):  # print and save as each finishes: a long run keeps what it measured
+        r = measure(args, int(n))
         achieved = r["flops"] / r["step_time_s"] if r["flops"] else float("nan")
         r["flops_per_sec"], r["matmul_peak_flops_per_sec"] = achieved, peak
+        records.append(r)
         mib = r["memory_bytes"] / 2**20 if r["memory_bytes"] else float("nan")
-        print(f"{r['ins_max']:>7} {r['step_time_s']:>8.3f} {r['compile_time_s']:>9.1f} {mib:>10.1f} "
-              f"{r['flops'] / 1e9:>8.2f} {achieved / 1e9:>8.2f} {achieved / peak:>7.1%}")  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
+        row = f"{r['ins_max']:>7} {r['step_time_s']:>8.3f} {r['compile_time_s']:>9.1f} {mib:>10.1f} "
+        print(row + f"{r['flops'] / 1e9:>8.2f} {achieved / 1e9:>8.2f} {achieved / peak:>7.1%}", flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(records, f, indent=1)
 
 
 if __name__ == "__main__":
