@@ -86,21 +86,11 @@ def read_image(path: str, size_hw: tuple[int, int] | None = None) -> np.ndarray:
 def read_example(image_path: str, mask_paths: Sequence[str], size_hw: tuple[int, int] | None = None):
     """An image and its masks, resized alike: ((H, W, 3), (H, W, n)) float32 in [-1, 1].
 
-    Raises DataError if the image has no masks or a mask's size differs from the image's.
+    Validated as read_raw_example does.
     """
-    if not mask_paths:
-        raise DataError(f"{image_path}: no instance masks found for this image ({image_stem(image_path)}_<k>.png)")
-    image = _open(image_path, "RGB")
-    masks = []
-    for path in mask_paths:
-        mask = _open(path, "L")
-        if mask.size != image.size:
-            raise DataError(
-                f"{path}: mask is {mask.size[0]}x{mask.size[1]} (WxH) but its image {image_path} "
-                f"is {image.size[0]}x{image.size[1]}"
-            )
-        masks.append(_to_unit_range(mask, size_hw))
-    return _to_unit_range(image, size_hw), np.stack(masks, axis=-1)
+    image, masks = read_raw_example(image_path, mask_paths)
+    masks = [_to_unit_range(Image.fromarray(m), size_hw) for m in masks]
+    return _to_unit_range(Image.fromarray(image), size_hw), np.stack(masks, axis=-1)
 
 
 def read_raw_example(image_path: str, mask_paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,6 @@ keeping the last good checkpoint).
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import signal
@@ -26,9 +25,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from instagan_jax import checkpoint, input_pipeline, sequential, summaries
+from instagan_jax import checkpoint, input_pipeline, summaries
 from instagan_jax import train_step as ts
 from instagan_jax.datasets import builders
+from instagan_jax.inference import translate_arrays
 
 # Keys whose change makes an old checkpoint or data position meaningless.
 SHAPE_KEYS = ("model", "ngf", "ndf", "n_blocks", "ins_max", "ins_per", "fine_size", "load_size", "batch_size",
@@ -119,25 +119,14 @@ def _device_batch(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k.startswith(("image_", "masks_"))}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _translate_and_back(cfg: ts.StepConfig, forward: dict, backward: dict, images, masks):
-    generator = cfg.spec.generator()
-
-    def run(params, im, m):
-        apply = lambda v: generator.apply({"params": params}, v)
-        return (apply(im), m) if not cfg.spec.uses_masks else sequential.translate(apply, im, m, cfg.ins_per)
-
-    fake, fake_masks = run(forward, images, masks)
-    rec, rec_masks = run(backward, fake, fake_masks)
-    return fake, fake_masks, rec, rec_masks
-
-
 def translation_picture(cfg: ts.StepConfig, state: ts.TrainState, batch: dict) -> np.ndarray:
     """real | masks | translated | masks | reconstructed | masks, A -> B rows then B -> A rows."""
     rows = []
     for x, forward, backward in (("a", "G_A", "G_B"), ("b", "G_B", "G_A")):
         images, masks = batch[f"image_{x}"], batch[f"masks_{x}"]
-        outputs = _translate_and_back(cfg, state.params[forward], state.params[backward], images, masks)
+        fake, fake_masks = translate_arrays(cfg.spec, {"params": state.params[forward]}, images, masks, cfg.ins_per)
+        rec, rec_masks = translate_arrays(cfg.spec, {"params": state.params[backward]}, fake, fake_masks, cfg.ins_per)
+        outputs = (fake, fake_masks, rec, rec_masks)
         rows += summaries.translation_rows(images, masks, *(np.asarray(a) for a in outputs))
     return summaries.grid(rows)
 

@@ -136,11 +136,8 @@ def _chunk_step(
             fake = forward(real)
             rec = backward(fake)
             fake_image, fake_masks = fake[..., :IMAGE_CHANNELS], fake[..., IMAGE_CHANNELS:]
-            # this chunk's live masks into slots k*p .. k*p+p-1; a select, not a dynamic slice,
-            # which XLA's CPU backend differentiates far faster inside the scan
-            in_chunk = (jnp.arange(carry[f"masks_{fake_name}"].shape[-1]) // max(p, 1)) == k
-            tiled = jnp.tile(fake_masks, (1, 1, 1, cfg.num_chunks)) if p else fake_masks
-            generated = jnp.where(in_chunk, tiled, carry[f"masks_{fake_name}"])
+            # this chunk's live masks into slots k*p .. k*p+p-1, earlier chunks' stay stopped
+            generated = jax.lax.dynamic_update_slice_in_dim(carry[f"masks_{fake_name}"], fake_masks, k * p, axis=3)
             fake_all = jnp.concatenate([fake_image, generated], axis=-1)
             logits, new_spec = discriminator.apply(
                 {"params": state.params[d_name], "spectral": spectral[d_name]},
