@@ -104,6 +104,7 @@ def build_data(config, workdir: str):
             train["A"], train["B"], batch_size=local_batch, load_size=tuple(config.load_size),
             fine_size=tuple(config.fine_size), ins_max=config.ins_max, set_order=config.set_order, seed=config.seed,
             start_position=position, process_index=jax.process_index(), process_count=jax.process_count(),
+            decode_once=config.decode_once,
         )  # fmt: skip
         return ds.as_numpy_iterator()
 

@@ -21,6 +21,15 @@ def test_shapes_are_deterministic_and_exact():
     assert not np.any((masks > 0).sum(0) > 1)  # visible parts: no pixel belongs to two instances
 
 
+def test_shapes_instance_count_follows_the_requested_range():
+    counts = [len(shapes.render("B", 0, i, (96, 96), max_instances=8, min_instances=8)[1]) for i in range(5)]
+    assert counts == [8] * 5
+    counts = [len(shapes.render("A", 0, i, (64, 64), max_instances=3)[1]) for i in range(30)]
+    assert set(counts) == {1, 2, 3}
+    with pytest.raises(ValueError, match="min_instances"):
+        shapes.render("A", 0, 0, max_instances=2, min_instances=3)
+
+
 def test_shapes_domains_differ_in_shape_and_colour():
     fill = {"A": [], "B": []}
     hue = {"A": [], "B": []}

@@ -51,6 +51,14 @@ def test_same_seed_same_batches_and_resume_from_a_position(splits):
     assert not np.array_equal(first["image_a"], other_seed["image_a"])
 
 
+def test_decoding_once_gives_the_stream_of_decoding_every_example(splits):
+    cached, fresh = (make(splits, decode_once=d, set_order="random").as_numpy_iterator() for d in (True, False))
+    for _ in range(4):  # 16 examples: past one epoch of the 12-image split
+        a, b = next(cached), next(fresh)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
 def test_process_shards_are_disjoint_and_cover_the_global_batch(splits):
     whole = next(make(splits, batch_size=4).as_numpy_iterator())
     shards = [next(make(splits, batch_size=2, process_index=p, process_count=2).as_numpy_iterator()) for p in (0, 1)]

@@ -26,6 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.shapes_max_instances = 4  # shapes: instances per image (1..this)
     config.coco_categories = ("sheep", "giraffe")  # coco: the A and B categories
     config.skip_bad_files = False  # folder: skip and count unusable images instead of failing
+    config.decode_once = True  # decode + resize each image once and keep it in memory (uint8); off if RAM is short
     config.batch_size = 4  # global batch, divided over all devices
     # Model
     config.model = "insta_gan"  # insta_gan | cycle_gan (the baseline)

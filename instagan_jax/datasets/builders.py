@@ -45,6 +45,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
     num_train: int = 2000
     num_test: int = 200
     max_instances: int = 8
+    min_instances: int = 1
     seed: int = 0
 
 
@@ -69,7 +70,7 @@ class InstaganShapes(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, domain, seed, count):
         c = self.builder_config
         for i in range(count):
-            image, masks = shapes.render(domain, seed, i, (c.size, c.size), c.max_instances)
+            image, masks = shapes.render(domain, seed, i, (c.size, c.size), c.max_instances, c.min_instances)
             yield i, _example(f"{domain}{i:06d}", image, masks)
 
 

@@ -47,14 +47,22 @@ def _shape_mask(rng: np.random.Generator, domain: str, h: int, w: int) -> np.nda
     return (np.abs(y - cy) <= ry) & (np.abs(x - cx) <= rx)
 
 
-def render(domain: str, seed: int, index: int, size: tuple[int, int] = (64, 64), max_instances: int = 8):
-    """One example: (image uint8 (H, W, 3), masks uint8 (n, H, W) in {0, 255}), 1 <= n <= max_instances."""
+def render(
+    domain: str, seed: int, index: int, size: tuple[int, int] = (64, 64), max_instances: int = 8, min_instances: int = 1
+):
+    """One example: (image uint8 (H, W, 3), masks uint8 (n, H, W) in {0, 255}), n <= max_instances.
+
+    n is drawn from [min_instances, max_instances]; it can fall short of the draw when the
+    image is too small to hold that many recognisable shapes.
+    """
     if domain not in HUES:
         raise ValueError(f"domain must be 'A' or 'B', got {domain!r}")
+    if not 1 <= min_instances <= max_instances:
+        raise ValueError(f"need 1 <= min_instances <= max_instances, got {min_instances}, {max_instances}")
     h, w = size
     rng = np.random.default_rng([seed, ord(domain), index])
     image = _background(rng, h, w)
-    wanted = int(rng.integers(1, max_instances + 1))
+    wanted = int(rng.integers(min_instances, max_instances + 1))
     visible: list[np.ndarray] = []
     for _ in range(4 * wanted):  # bounded retries: a shape is kept only if all stay recognisable
         if len(visible) == wanted:
