@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 from instagan_jax.models import ModelSpec
 
 CHECKPOINT_SUBDIR = "checkpoints"
+UNREADABLE_SUBDIR = "unreadable_checkpoints"  # where damaged checkpoints are moved, never deleted
 TRAIN_ITEMS = ("networks", "model_spec", "trainer", "config")
 
 
@@ -37,8 +38,28 @@ def manager(
         checkpoint_dir(workdir),
         item_names=item_names,
         item_handlers=handlers,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        # Saves write to a temporary folder renamed when complete, so a killed save leaves only
+        # a temporary folder, which the next manager removes.
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True),
     )
+
+
+def complete_steps(workdir: str) -> list[int]:
+    """Steps of the complete checkpoints on disk (temporary folders of unfinished saves excluded)."""
+    root = checkpoint_dir(workdir)
+    return sorted(int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else []
+
+
+def move_aside(workdir: str, step: int) -> str:
+    """Moves checkpoint ``step`` to WORKDIR/unreadable_checkpoints (kept for inspection); returns the new path."""
+    target = os.path.join(os.path.abspath(workdir), UNREADABLE_SUBDIR, str(step))
+    suffix = 0
+    while os.path.exists(target if not suffix else f"{target}.{suffix}"):
+        suffix += 1
+    target = target if not suffix else f"{target}.{suffix}"
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.rename(os.path.join(checkpoint_dir(workdir), str(step)), target)
+    return target
 
 
 def save_networks(workdir: str, spec: ModelSpec, networks: dict, step: int = 0) -> None:

@@ -20,8 +20,8 @@ import dataclasses
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 import tensorflow_datasets as tfds
+from absl import logging
 
 
 @dataclasses.dataclass(frozen=True)

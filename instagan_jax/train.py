@@ -9,6 +9,7 @@ keeping the last good checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -142,6 +143,59 @@ def _check_resume_compatible(config, saved: dict) -> None:
         )
 
 
+def _restore_newest_readable(mngr, config, workdir: str, abstract, sharding):
+    """The newest checkpoint that restores, or None for a new run.
+
+    Unreadable newer checkpoints (truncated, corrupted) are moved to
+    WORKDIR/unreadable_checkpoints with a warning; if none restores, nothing is moved and
+    training refuses to start over.
+    """
+    unreadable = []
+    for step in reversed(mngr.all_steps()):
+        try:
+            saved_config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        except Exception as e:  # noqa: BLE001 - any damage: try the one before
+            unreadable.append((step, e))
+            continue
+        _check_resume_compatible(config, saved_config)
+        try:
+            state = checkpoint.restore_train_state(mngr, step, abstract, sharding)
+        except Exception as e:  # noqa: BLE001
+            unreadable.append((step, e))
+            continue
+        for bad, error in unreadable:
+            moved = checkpoint.move_aside(workdir, bad) if jax.process_index() == 0 else "(moved by process 0)"
+            logging.warning("checkpoint %d in %s is unreadable (%s: %s); moved to %s", bad,
+                            checkpoint.checkpoint_dir(workdir), type(error).__name__, error, moved)  # fmt: skip
+        if unreadable:
+            mngr.reload()
+        logging.info("resumed from %s/%d", checkpoint.checkpoint_dir(workdir), step)
+        return state
+    if unreadable:
+        listing = "; ".join(f"{step}: {type(e).__name__}: {e}" for step, e in unreadable)
+        raise TrainingError(
+            f"no checkpoint in {checkpoint.checkpoint_dir(workdir)} can be restored ({listing}); refusing to start "
+            "over in a workdir with a history: use a new --workdir, or move the checkpoints away"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _explained_write_errors(mngr, workdir: str, what: str):
+    """Turns a failed checkpoint write (disk full, read-only, ...) into a TrainingError saying what survived."""
+    try:
+        yield
+    except Exception as e:
+        with contextlib.suppress(Exception):  # let earlier saves still in flight finish, if they can
+            mngr.wait_until_finished()
+        intact = checkpoint.complete_steps(workdir)
+        raise TrainingError(
+            f"could not write {what} to {checkpoint.checkpoint_dir(workdir)} ({type(e).__name__}: {e}); "
+            f"the complete checkpoints there are intact: steps {intact}. Free space or fix permissions, then rerun "
+            "the same command to resume from the newest"
+        ) from e
+
+
 def _norm(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
@@ -173,20 +227,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
 
     abstract = jax.eval_shape(init_state)
     mngr = checkpoint.manager(workdir, config.max_checkpoints_to_keep, item_names=checkpoint.TRAIN_ITEMS)
-    state, start = None, 0
-    for step in reversed(mngr.all_steps()):
-        try:
-            saved_config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-            _check_resume_compatible(config, saved_config)
-            state = checkpoint.restore_train_state(mngr, step, abstract, replicated)
-            start = int(state.step)
-            logging.info("resumed from %s/%d", checkpoint.checkpoint_dir(workdir), step)
-            break
-        except TrainingError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a damaged checkpoint: fall back to the one before
-            logging.warning("checkpoint %d in %s is unreadable (%s); trying the previous one", step,
-                            checkpoint.checkpoint_dir(workdir), e)  # fmt: skip
+    state = _restore_newest_readable(mngr, config, workdir, abstract, replicated)
+    start = 0 if state is None else int(state.step)
     if state is None:
         state = jax.device_put(init_state(), replicated)
     if start >= config.num_train_steps:
@@ -206,7 +248,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
             writer.write_hparams({k: str(v) for k, v in config.items()})
 
     def save(step: int):
-        checkpoint.save_train_state(mngr, step, state, config)
+        with _explained_write_errors(mngr, workdir, f"checkpoint {step}"):
+            checkpoint.save_train_state(mngr, step, state, config)
 
     stop = {}
     handlers = {
@@ -243,8 +286,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
                 raise StopRequested(stop["signal"])
     finally:
         progress.close()
-        mngr.wait_until_finished()
-        writer.flush()
         for s, handler in handlers.items():
             signal.signal(s, handler)
+        writer.flush()
+        with _explained_write_errors(mngr, workdir, "the last checkpoint"):
+            mngr.wait_until_finished()
     return state
