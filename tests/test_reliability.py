@@ -58,15 +58,11 @@ def saved_beyond(workdir, step) -> bool:
 
 def test_kill_9_at_random_moments_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path):
     workdir, log = tmp_path / "run", tmp_path / "log.txt"
-    # a checkpoint every step: most kills land while a save is being written
-    cmd = train_command(
-        tmp_path,
-        "--config.num_train_steps=40",
-        "--config.checkpoint_every_steps=1",
-        "--config.image_every_steps=1000",
-        "--config.max_checkpoints_to_keep=3",
-        "--config.ins_max=2",
-    )  # fmt: skip  (one chunk: restarts compile faster)
+    # a checkpoint every step: most kills land while a save is being written; one chunk
+    # (ins_max 2) so that each restart compiles faster
+    overrides = ("num_train_steps=40", "checkpoint_every_steps=1", "image_every_steps=1000",
+                 "max_checkpoints_to_keep=3", "ins_max=2")  # fmt: skip
+    cmd = train_command(tmp_path, *(f"--config.{o}" for o in overrides))
     rng = random.Random(0)
     progress = []
     for _ in range(10):
