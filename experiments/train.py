@@ -6,6 +6,10 @@ r"""Trains InstaGAN (or the CycleGAN baseline).
 
 Re-running the same command resumes from the workdir's latest checkpoint. TensorBoard:
 ``tensorboard --logdir runs``.
+
+Several hosts: run the same command on each, with --coordinator_address, --num_processes and
+--process_id, or under a cluster launcher JAX recognises (SLURM srun, mpirun, multi-host
+Cloud TPU), which sets them; see the README's "Scale out".
 """
 
 import logging as pylogging
@@ -14,10 +18,13 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from instagan_jax import train
+from instagan_jax import parallel, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and the config.", required=True)
+flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0, for a multi-process run.")
+flags.DEFINE_integer("num_processes", 0, "Processes of a multi-process run (0: single, or from the cluster).")
+flags.DEFINE_integer("process_id", -1, "This process's index in [0, num_processes).")
 config_flags.DEFINE_config_file(
     "config", "experiments/configs/default.py", "Training configuration file.", lock_config=True
 )
@@ -34,6 +41,10 @@ def main(argv):
     pylogging.getLogger("absl").addFilter(_QuietOrbax())
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
     logging.info("config:\n%s", FLAGS.config)
     try:
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

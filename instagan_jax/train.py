@@ -22,11 +22,10 @@ import orbax.checkpoint as ocp
 import tensorflow as tf
 from absl import logging
 from clu import metric_writers
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from instagan_jax import checkpoint, input_pipeline, summaries
+from instagan_jax import checkpoint, input_pipeline, parallel, summaries
 from instagan_jax import train_step as ts
 from instagan_jax.datasets import builders
 from instagan_jax.inference import translate_arrays
@@ -75,6 +74,11 @@ def validate(config) -> None:
         raise ValueError(f"config.dataset must be 'shapes', 'folder' or 'coco', got {config.dataset!r}")
     if config.dataset != "shapes" and not os.path.isdir(config.dataroot):
         raise ValueError(f"config.dataroot {config.dataroot!r} is not a folder (needed by dataset {config.dataset!r})")
+    if tuple(config.mesh_shape) not in ((-1,), (jax.device_count(),)):
+        raise ValueError(
+            f"config.mesh_shape {tuple(config.mesh_shape)} must be (-1,) or ({jax.device_count()},): "
+            "the data axis spans all devices"
+        )
     if config.batch_size % jax.device_count():
         raise ValueError(
             f"config.batch_size ({config.batch_size}) must be divisible by the {jax.device_count()} devices"
@@ -93,8 +97,17 @@ def build_data(config, workdir: str):
     )  # fmt: skip
     coco = builders.CocoConfig(name="_".join(config.coco_categories), category_a=config.coco_categories[0],
                                category_b=config.coco_categories[1])  # fmt: skip
-    builder = builders.prepare(config.dataset, data_dir, dataroot=config.dataroot or None, shapes=shapes, coco=coco,
-                               skip_bad_files=config.skip_bad_files)  # fmt: skip
+
+    def prepare():
+        return builders.prepare(config.dataset, data_dir, dataroot=config.dataroot or None, shapes=shapes, coco=coco,
+                                skip_bad_files=config.skip_bad_files)  # fmt: skip
+
+    # Process 0 generates the dataset first; the others then find it (or, on hosts without a
+    # shared data_dir, generate their own copy) instead of racing to write the same files.
+    builder = prepare() if jax.process_index() == 0 else None
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("dataset prepared")
+    builder = builder or prepare()
     train = {x: input_pipeline.read_split(builder, f"{config.phase}{x}") for x in "AB"}
     eval_phase = config.eval_phase if f"{config.eval_phase}A" in builder.info.splits else config.phase
     held_out = {x: input_pipeline.read_split(builder, f"{eval_phase}{x}") for x in "AB"}
@@ -123,11 +136,12 @@ def _device_batch(batch: dict) -> dict:
 
 def translation_picture(cfg: ts.StepConfig, state: ts.TrainState, batch: dict) -> np.ndarray:
     """real | masks | translated | masks | reconstructed | masks, A -> B rows then B -> A rows."""
+    params = jax.tree.map(lambda x: x.addressable_data(0), state.params)  # this process's copy: no collective
     rows = []
     for x, forward, backward in (("a", "G_A", "G_B"), ("b", "G_B", "G_A")):
         images, masks = batch[f"image_{x}"], batch[f"masks_{x}"]
-        fake, fake_masks = translate_arrays(cfg.spec, {"params": state.params[forward]}, images, masks, cfg.ins_per)
-        rec, rec_masks = translate_arrays(cfg.spec, {"params": state.params[backward]}, fake, fake_masks, cfg.ins_per)
+        fake, fake_masks = translate_arrays(cfg.spec, {"params": params[forward]}, images, masks, cfg.ins_per)
+        rec, rec_masks = translate_arrays(cfg.spec, {"params": params[backward]}, fake, fake_masks, cfg.ins_per)
         outputs = (fake, fake_masks, rec, rec_masks)
         rows += summaries.translation_rows(images, masks, *(np.asarray(a) for a in outputs))
     return summaries.grid(rows)
@@ -209,8 +223,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     is_chief = jax.process_index() == 0
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief, asynchronous=True)
 
-    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    mesh = parallel.make_mesh(config.mesh_shape[0])
+    replicated = parallel.replicated(mesh)
     h, w = config.fine_size
     key = jax.random.PRNGKey(config.seed)
 
@@ -230,17 +244,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     state = _restore_newest_readable(mngr, config, workdir, abstract, replicated)
     start = 0 if state is None else int(state.step)
     if state is None:
-        state = jax.device_put(init_state(), replicated)
+        state = jax.jit(init_state, out_shardings=replicated)()  # identical on every process, no host copy
     if start >= config.num_train_steps:
         logging.info("already trained %d >= %d steps", start, config.num_train_steps)
         return state
 
     train_iterator, picture_batch = build_data(config, workdir)
     batches = train_iterator(start * config.batch_size)
-    step_fn = jax.jit(
-        lambda s, b: ts.train_step(cfg, s, b),
-        in_shardings=(replicated, sharded), out_shardings=(replicated, replicated), donate_argnums=(0,),
-    )  # fmt: skip
+    step_fn = parallel.sharded_train_step(cfg, mesh)
     if is_chief:
         with open(os.path.join(workdir, "config.json"), "w") as f:  # for people; checkpoints hold their own copy
             f.write(config.to_json_best_effort(indent=1))
@@ -261,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     try:
         for step in range(start + 1, config.num_train_steps + 1):
             local = _device_batch(next(batches))
-            batch = {k: jax.make_array_from_process_local_data(sharded, v) for k, v in local.items()}
+            batch = parallel.global_batch(local, mesh)
             state, metrics = step_fn(state, batch)
             progress.update(1)
             if step % config.log_every_steps == 0 or step == config.num_train_steps:

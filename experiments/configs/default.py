@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.skip_bad_files = False  # folder: skip and count unusable images instead of failing
     config.decode_once = True  # decode + resize each image once and keep it in memory (uint8); off if RAM is short
     config.batch_size = 4  # global batch, divided over all devices
+    config.mesh_shape = (-1,)  # devices on the (data,) axis: -1 = all devices of all processes
     # Model
     config.model = "insta_gan"  # insta_gan | cycle_gan (the baseline)
     config.ngf = 16  # generator width (paper: 64)
