@@ -107,6 +107,21 @@ def load_networks(
     return spec, networks
 
 
+def load_config(workdir: str, step: int | None = None) -> dict:
+    """The training config stored with checkpoint ``step`` (latest if None) of a training workdir."""
+    steps = complete_steps(workdir)
+    if not steps:
+        raise FileNotFoundError(f"{checkpoint_dir(workdir)} holds no complete checkpoint")
+    step = steps[-1] if step is None else step
+    with manager(workdir, item_names=("config",)) as mngr:
+        try:
+            return mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"checkpoint {step} in {checkpoint_dir(workdir)} has no config (not a training run)"
+            ) from e
+
+
 def _split_train_state(state) -> tuple[dict, dict]:
     """TrainState -> (networks item, trainer item): the networks are stored once, in the
     same item that converted checkpoints use, so translate reads training checkpoints too."""

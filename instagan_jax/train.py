@@ -87,8 +87,8 @@ def validate(config) -> None:
     step_config(config)
 
 
-def build_data(config, workdir: str):
-    """(train dataset iterator factory, held-out batch for pictures)."""
+def prepare_dataset(config, workdir: str):
+    """The prepared tfds builder of config.dataset (generated on first use, under config.data_dir)."""
     data_dir = config.data_dir or os.path.join(os.path.dirname(os.path.abspath(workdir)), "tfds_data")
     shapes = builders.ShapesConfig(
         name=f"s{config.shapes_size}_n{config.shapes_num_train}_{config.shapes_num_test}_i{config.shapes_max_instances}",
@@ -107,7 +107,12 @@ def build_data(config, workdir: str):
     builder = prepare() if jax.process_index() == 0 else None
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("dataset prepared")
-    builder = builder or prepare()
+    return builder or prepare()
+
+
+def build_data(config, workdir: str):
+    """(train dataset iterator factory, held-out batch for pictures)."""
+    builder = prepare_dataset(config, workdir)
     train = {x: input_pipeline.read_split(builder, f"{config.phase}{x}") for x in "AB"}
     eval_phase = config.eval_phase if f"{config.eval_phase}A" in builder.info.splits else config.phase
     held_out = {x: input_pipeline.read_split(builder, f"{eval_phase}{x}") for x in "AB"}

@@ -1,0 +1,164 @@
+r"""Scores a training run's translations of held-out images, and writes a results page.
+
+    python experiments/evaluate.py --workdir runs/shapes                  # latest checkpoint
+    python experiments/evaluate.py --workdir runs/shapes --steps all      # every checkpoint: learning curves
+
+Reads the dataset and sizes from the config stored in the checkpoint, translates
+--num_examples images of the held-out split in both directions, and writes
+WORKDIR/eval/metrics.json (or --json), a PNG grid per direction (input | masks | translated
+| masks) and index.html. On shapes the scores are those of `instagan_jax.evaluation`, with
+real target images as the reference; on other datasets, background error and mask-area ratio.
+"""
+
+import html
+import json
+import os
+
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from PIL import Image
+from tqdm import tqdm
+
+from instagan_jax import checkpoint, evaluation, input_pipeline, summaries, train
+from instagan_jax.inference import Translator
+
+flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
+flags.DEFINE_list("steps", [], "Checkpoint steps to score, or 'all'; the latest if empty.")
+flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
+flags.DEFINE_string("phase", None, "Held-out split prefix; the config's eval_phase if unset.")
+flags.DEFINE_string("json", None, "Where the metrics go; WORKDIR/eval/metrics.json if unset.")
+flags.DEFINE_string("out_dir", None, "Where the pictures and index.html go; WORKDIR/eval if unset.")
+flags.DEFINE_integer("grid_rows", 8, "Examples shown per direction.")
+FLAGS = flags.FLAGS
+
+DIRECTIONS = (("AtoB", "a", "A", "B"), ("BtoA", "b", "B", "A"))
+
+
+def held_out_examples(config, workdir: str, phase: str, limit: int) -> dict[str, np.ndarray]:
+    """{image_a, masks_a, image_b, masks_b}: the first ``limit`` images of each domain, at fine_size."""
+    builder = train.prepare_dataset(config, workdir)
+    if f"{phase}A" not in builder.info.splits:
+        raise app.UsageError(f"{builder.name} has no split {phase}A (splits: {sorted(builder.info.splits)})")
+    splits = {x: input_pipeline.read_split(builder, f"{phase}{x}") for x in "AB"}
+    fine = tuple(config.fine_size)
+    out = {}
+    for x, other in (("A", "B"), ("B", "A")):  # each domain read in order, paired with anything
+        ds = input_pipeline.make_dataset(splits[x], splits[other], batch_size=64, load_size=fine, fine_size=fine,
+                                         ins_max=config.ins_max, train=False)  # fmt: skip
+        chunks = [(b["image_a"], b["masks_a"]) for b in ds.as_numpy_iterator()]
+        out[f"image_{x.lower()}"] = np.concatenate([c[0] for c in chunks])[:limit]
+        out[f"masks_{x.lower()}"] = np.concatenate([c[1] for c in chunks])[:limit]
+    return out
+
+
+def translate_all(translator: Translator, images, masks, direction: str, batch_size: int = 50):
+    outs = [translator.translate_batch(images[i : i + batch_size], masks[i : i + batch_size], direction)
+            for i in range(0, len(images), batch_size)]  # fmt: skip
+    return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+
+def score(config, data, outputs) -> dict:
+    """Metrics per direction for one checkpoint."""
+    scores = {}
+    for direction, x, source, target in DIRECTIONS:
+        fake, fake_masks = outputs[direction]
+        generated = fake_masks if config.model == "insta_gan" else None
+        if config.dataset == "shapes":
+            scores[direction] = evaluation.shapes_scores(
+                data[f"image_{x}"], data[f"masks_{x}"], fake, source, target, output_masks=generated
+            )
+        else:
+            scores[direction] = {
+                "background_error": evaluation.background_error(
+                    data[f"image_{x}"], data[f"masks_{x}"], fake, fake_masks
+                )
+            }
+        if generated is not None:
+            scores[direction]["mask_area_ratio"] = evaluation.mask_area_ratio(data[f"masks_{x}"], generated)
+    return scores
+
+
+def write_pictures(data, outputs, out_dir: str, step: int, rows: int) -> dict[str, str]:
+    files = {}
+    for direction, x, _, _ in DIRECTIONS:
+        fake, fake_masks = outputs[direction]
+        images, masks = data[f"image_{x}"][:rows], data[f"masks_{x}"][:rows]
+        grid = summaries.grid([
+            [summaries.to_unit(images[i]), summaries.colour_masks(masks[i]), summaries.to_unit(fake[i]),
+             summaries.colour_masks(fake_masks[i])]
+            for i in range(len(images))
+        ])  # fmt: skip
+        name = f"step{step}_{direction}.png"
+        big = np.kron(grid, np.ones((3, 3, 1)))  # small images: enlarged for the eye, pixels kept sharp
+        Image.fromarray((big * 255).round().astype(np.uint8)).save(os.path.join(out_dir, name))
+        files[direction] = name
+    return files
+
+
+def write_html(path: str, workdir: str, results: list[dict], reference: dict | None) -> None:
+    metric_names = sorted({k for r in results for d in ("AtoB", "BtoA") for k in r[d]})
+    head = "".join(f"<th>{d} {html.escape(m)}</th>" for d in ("AtoB", "BtoA") for m in metric_names)
+    body = ""
+    for r in results:
+        cells = "".join(f"<td>{r[d].get(m, float('nan')):.3f}</td>" for d in ("AtoB", "BtoA") for m in metric_names)
+        body += f"<tr><td>{r['step']}</td>{cells}</tr>\n"
+    pictures = "".join(
+        f"<h3>step {r['step']}, {d}</h3><p>input | input masks | translated | translated masks</p>"
+        f"<img src='{r['pictures'][d]}'>"
+        for r in results[-1:]
+        for d in ("AtoB", "BtoA")
+    )
+    ref = f"<p>Real target images score (the ceiling): {html.escape(json.dumps(reference))}</p>" if reference else ""
+    with open(path, "w") as f:
+        f.write(
+            f"<html><head><title>{html.escape(workdir)}</title></head><body><h1>{html.escape(workdir)}</h1>"
+            f"<table border=1><tr><th>step</th>{head}</tr>{body}</table>{ref}{pictures}</body></html>"
+        )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    workdir = FLAGS.workdir
+    available = checkpoint.complete_steps(workdir)
+    if not available:
+        raise app.UsageError(f"{checkpoint.checkpoint_dir(workdir)} holds no complete checkpoint")
+    if FLAGS.steps == ["all"]:
+        steps = available
+    else:
+        steps = [int(s) for s in FLAGS.steps] or available[-1:]
+        missing = sorted(set(steps) - set(available))
+        if missing:
+            raise app.UsageError(f"no checkpoint {missing} in {checkpoint.checkpoint_dir(workdir)} (has {available})")
+    config = ml_collections.ConfigDict(checkpoint.load_config(workdir, steps[-1]))
+    out_dir = FLAGS.out_dir or os.path.join(workdir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    data = held_out_examples(config, workdir, FLAGS.phase or config.eval_phase, FLAGS.num_examples)
+    reference = None
+    if config.dataset == "shapes":
+        reference = {target: evaluation.reference_scores(data[f"image_{x}"], data[f"masks_{x}"], target)
+                     for x, target in (("b", "B"), ("a", "A"))}  # fmt: skip
+    results = []
+    for step in tqdm(steps, desc="evaluate", unit="checkpoint"):
+        translator = Translator.from_workdir(workdir, step, ins_per=config.ins_per, ins_max=config.ins_max)
+        outputs = {d: translate_all(translator, data[f"image_{x}"], data[f"masks_{x}"], d) for d, x, _, _ in DIRECTIONS}
+        result = {"step": step, **score(config, data, outputs)}
+        result["pictures"] = write_pictures(data, outputs, out_dir, step, FLAGS.grid_rows)
+        results.append(result)
+        logging.info("step %d: %s", step, json.dumps({d: result[d] for d in ("AtoB", "BtoA")}))
+    report = {"workdir": os.path.abspath(workdir), "model": config.model, "dataset": config.dataset,
+              "num_examples": len(data["image_a"]), "reference": reference, "results": results}  # fmt: skip
+    json_path = FLAGS.json or os.path.join(out_dir, "metrics.json")
+    with open(json_path, "w") as f:
+        json.dump(report, f, indent=1)
+    write_html(os.path.join(out_dir, "index.html"), workdir, results, reference)
+    print(f"wrote {json_path} and {os.path.join(out_dir, 'index.html')}")
+    for r in results:
+        print(f"step {r['step']}: " + "  ".join(
+            f"{d} " + " ".join(f"{k}={v:.3f}" for k, v in r[d].items()) for d in ("AtoB", "BtoA")
+        ))  # fmt: skip
+
+
+if __name__ == "__main__":
+    app.run(main)

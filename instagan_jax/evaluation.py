@@ -1,0 +1,175 @@
+"""Translation quality measured from pictures: what changed inside the instances, what stayed outside.
+
+On the shapes set the truth is known, so each translated image is scored by what it shows,
+whatever model made it (InstaGAN's masks are not needed, so the CycleGAN baseline is scored
+the same way). The "target-coloured" pixels of an output are those whose hue lies in the
+target domain's colour family (saturated, bright: the grey-green backgrounds never qualify);
+their connected components are the output's instances.
+
+- shape rate: fraction of output components with the target shape (rectangularity =
+  area / bounding-box area >= 0.9 for squares; between 0.5 and 0.9 for discs, ~0.785);
+- count preservation: fraction of images whose number of output components equals the
+  number of connected components of the merged input masks;
+- colour success: fraction of input instances whose mean output colour (over the input
+  instance's pixels) is nearer the target colour family than the source one;
+- background error: mean |input - output| (on [0, 1] images) outside the input instances,
+  the output instances, and a 1-pixel border around them.
+
+For InstaGAN the generated masks are scored too (`mask_shape_rate` per generated mask,
+`mask_count_preservation` of the merged masks): they show what the network meant to draw
+before its pictures are sharp.
+
+The same shape and count measures applied to real target-domain images (with their true
+masks) give the reference: what a perfect translation would score, since occlusion makes
+some visible parts non-square and merges touching instances.
+
+For any dataset, `background_error` and `mask_area_ratio` (generated mask area / input
+mask area, InstaGAN only) need no ground truth.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+from scipy import ndimage
+
+from instagan_jax.datasets.shapes import HUES
+
+SQUARE_MIN_FILL = 0.9
+DISC_FILL_RANGE = (0.5, 0.9)
+MIN_COMPONENT_FRACTION = 0.005  # of the image area: smaller specks are not instances
+_MIN_SATURATION, _MIN_VALUE, _HUE_TOLERANCE = 0.45, 0.45, 0.12
+
+
+def _hue_centre(domain: str) -> float:
+    lo, hi = HUES[domain]
+    return ((lo + hi) / 2) % 1.0
+
+
+def _hue_distance(hue: np.ndarray, centre: float) -> np.ndarray:
+    d = np.abs(hue - centre) % 1.0
+    return np.minimum(d, 1.0 - d)
+
+
+def _hsv(image_unit: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB in [0, 1] -> HSV in [0, 1] (numpy, vectorised colorsys)."""
+    r, g, b = np.moveaxis(image_unit, -1, 0)
+    v = image_unit.max(-1)
+    c = v - image_unit.min(-1)
+    s = np.where(v > 0, c / np.maximum(v, 1e-12), 0.0)
+    safe = np.maximum(c, 1e-12)
+    h = np.where(v == r, (g - b) / safe, np.where(v == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    h = np.where(c > 0, (h / 6.0) % 1.0, 0.0)
+    return np.stack([h, s, v], -1)
+
+
+def coloured_like(image: np.ndarray, domain: str) -> np.ndarray:
+    """(H, W) bool: pixels of an image in [-1, 1] whose colour is of ``domain``'s family."""
+    hsv = _hsv((np.asarray(image, np.float64) + 1.0) / 2.0)
+    return (
+        (hsv[..., 1] >= _MIN_SATURATION)
+        & (hsv[..., 2] >= _MIN_VALUE)
+        & (_hue_distance(hsv[..., 0], _hue_centre(domain)) <= _HUE_TOLERANCE)
+    )
+
+
+def components(mask: np.ndarray) -> list[np.ndarray]:
+    """Connected components (8-neighbourhood) of a bool mask, specks dropped."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    min_area = MIN_COMPONENT_FRACTION * mask.size
+    return [c for c in (labels == i for i in range(1, n + 1)) if c.sum() >= min_area]
+
+
+def fill_ratio(mask: np.ndarray) -> float:
+    """Area / bounding-box area: 1 for axis-aligned rectangles, ~0.785 for discs."""
+    ys, xs = np.nonzero(mask)
+    return float(mask.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)))
+
+
+def has_shape_of(mask: np.ndarray, domain: str) -> bool:
+    fill = fill_ratio(mask)
+    if domain == "B":  # squares and rectangles
+        return fill >= SQUARE_MIN_FILL
+    return DISC_FILL_RANGE[0] <= fill < DISC_FILL_RANGE[1]
+
+
+def _mean_hue_nearer(image: np.ndarray, where: np.ndarray, target: str, source: str) -> bool:
+    rgb = (np.asarray(image, np.float64)[where].mean(0) + 1.0) / 2.0
+    hue = colorsys.rgb_to_hsv(*np.clip(rgb, 0, 1))[0]
+    return bool(_hue_distance(np.array(hue), _hue_centre(target)) < _hue_distance(np.array(hue), _hue_centre(source)))
+
+
+def shapes_scores(inputs, input_masks, outputs, source: str, target: str, output_masks=None) -> dict[str, float]:
+    """Scores a batch of translations source -> target on shapes.
+
+    inputs, outputs: (N, H, W, 3) in [-1, 1]; input_masks: (N, H, W, K) in [-1, 1] (-1 = empty
+    slot); output_masks: the generator's masks, same shape, or None (CycleGAN).
+    """
+    shape_hits, shape_total, count_hits, colour_hits, colour_total = 0, 0, 0, 0, 0
+    background = []
+    for i in range(len(inputs)):
+        instances = [m for m in np.moveaxis(np.asarray(input_masks[i]) > 0, -1, 0) if m.any()]
+        merged_in = np.any(instances, axis=0) if instances else np.zeros(inputs.shape[1:3], bool)
+        target_pixels = coloured_like(outputs[i], target)
+        found = components(target_pixels)
+        shape_hits += sum(has_shape_of(c, target) for c in found)
+        shape_total += len(found)
+        count_hits += len(found) == len(components(merged_in))
+        for m in instances:
+            colour_total += 1
+            colour_hits += _mean_hue_nearer(outputs[i], m, target, source)
+        changed = merged_in | target_pixels
+        if output_masks is not None:
+            changed |= np.any(np.asarray(output_masks[i]) > 0, axis=-1)
+        keep = ~ndimage.binary_dilation(changed, iterations=1)
+        if keep.any():
+            background.append(np.abs(np.asarray(inputs[i]) - np.asarray(outputs[i]))[keep].mean() / 2.0)
+    scores = {
+        "shape_rate": shape_hits / max(shape_total, 1),
+        "count_preservation": count_hits / len(inputs),
+        "colour_success": colour_hits / max(colour_total, 1),
+        "background_error": float(np.mean(background)) if background else float("nan"),
+    }
+    if output_masks is not None:
+        scores.update(generated_mask_scores(input_masks, output_masks, target))
+    return scores
+
+
+def generated_mask_scores(input_masks, output_masks, target: str) -> dict[str, float]:
+    """Shape rate of each non-empty generated mask, and count preservation of the merged ones."""
+    shape_hits, shape_total, count_hits = 0, 0, 0
+    for masks_in, masks_out in zip(np.asarray(input_masks) > 0, np.asarray(output_masks) > 0, strict=True):
+        generated = [m for m in np.moveaxis(masks_out, -1, 0) if m.sum() >= MIN_COMPONENT_FRACTION * m.size]
+        shape_hits += sum(has_shape_of(m, target) for m in generated)
+        shape_total += len(generated)
+        count_hits += len(components(masks_out.any(-1))) == len(components(masks_in.any(-1)))
+    return {
+        "mask_shape_rate": shape_hits / max(shape_total, 1),
+        "mask_count_preservation": count_hits / len(input_masks),
+    }
+
+
+def reference_scores(images, masks, domain: str) -> dict[str, float]:
+    """Shape rate and count preservation of real ``domain`` images: the ceiling of a translation."""
+    shape_hits, shape_total, count_hits = 0, 0, 0
+    for i in range(len(images)):
+        found = components(coloured_like(images[i], domain))
+        shape_hits += sum(has_shape_of(c, domain) for c in found)
+        shape_total += len(found)
+        count_hits += len(found) == len(components(np.any(np.asarray(masks[i]) > 0, axis=-1)))
+    return {"shape_rate": shape_hits / max(shape_total, 1), "count_preservation": count_hits / len(images)}
+
+
+def mask_area_ratio(input_masks, output_masks) -> float:
+    """Total generated mask area / total input mask area (1: instances keep their size)."""
+    area_in = float((np.asarray(input_masks) > 0).sum())
+    return float((np.asarray(output_masks) > 0).sum()) / max(area_in, 1.0)
+
+
+def background_error(inputs, input_masks, outputs, output_masks) -> float:
+    """Mean |input - output| on [0, 1] images outside both mask sets (and a 1-pixel border)."""
+    changed = np.any(np.asarray(input_masks) > 0, -1) | np.any(np.asarray(output_masks) > 0, -1)
+    keep = ~np.stack([ndimage.binary_dilation(c, iterations=1) for c in changed])
+    diff = np.abs(np.asarray(inputs) - np.asarray(outputs)).mean(-1) / 2.0
+    return float(diff[keep].mean()) if keep.any() else float("nan")
