@@ -1,0 +1,78 @@
+"""Quality metrics on constructed translations whose scores are known, and evaluate.py end to end."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_train import tiny_config
+
+from instagan_jax import evaluation, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RED, BLUE, GREY = (0.9, 0.1, 0.1), (0.1, 0.2, 0.9), (0.5, 0.55, 0.5)
+
+
+def picture(shapes, size=32):
+    """An image in [-1, 1] on a grey background, and the (H, W, K) masks of the shapes drawn."""
+    y, x = np.mgrid[:size, :size] + 0.5
+    image = np.broadcast_to(np.array(GREY), (size, size, 3)).copy()
+    masks = []
+    for kind, cy, cx, r, colour in shapes:
+        inside = ((y - cy) ** 2 + (x - cx) ** 2 <= r * r) if kind == "disc" else (abs(y - cy) <= r) & (abs(x - cx) <= r)
+        image[inside] = colour
+        masks.append(np.where(inside, 1.0, -1.0))
+    return image * 2 - 1, np.stack(masks, -1).astype(np.float32)
+
+
+def test_a_perfect_translation_scores_full_marks_and_the_identity_scores_none():
+    discs, disc_masks = picture([("disc", 8, 8, 5, RED), ("disc", 22, 20, 6, RED)])
+    squares, square_masks = picture([("square", 8, 8, 5, BLUE), ("square", 22, 20, 6, BLUE)])
+    perfect = evaluation.shapes_scores(discs[None], disc_masks[None], squares[None], "A", "B", square_masks[None])
+    assert perfect == {"shape_rate": 1.0, "count_preservation": 1.0, "colour_success": 1.0, "background_error": 0.0,
+                       "mask_shape_rate": 1.0, "mask_count_preservation": 1.0}  # fmt: skip
+    identity = evaluation.shapes_scores(discs[None], disc_masks[None], discs[None], "A", "B")
+    assert identity["shape_rate"] == 0.0 and identity["count_preservation"] == 0.0
+    assert identity["colour_success"] == 0.0 and identity["background_error"] == 0.0
+    # squares -> discs, with the background brightened by 0.1 (on [0, 1] images)
+    brighter = discs.copy()
+    brighter[disc_masks.max(-1) < 0] += 0.2
+    back = evaluation.shapes_scores(squares[None], square_masks[None], brighter[None], "B", "A")
+    assert back["shape_rate"] == 1.0 and back["colour_success"] == 1.0
+    assert back["background_error"] == pytest.approx(0.1, abs=1e-6)
+
+
+def test_merged_instances_and_wrong_shapes_are_counted():
+    discs, disc_masks = picture([("disc", 8, 8, 5, RED), ("disc", 22, 20, 6, RED)])
+    one_blob, _ = picture([("square", 14, 14, 10, BLUE)])  # two instances became one
+    scores = evaluation.shapes_scores(discs[None], disc_masks[None], one_blob[None], "A", "B")
+    assert scores["shape_rate"] == 1.0 and scores["count_preservation"] == 0.0
+    blue_discs, _ = picture([("disc", 8, 8, 5, BLUE), ("disc", 22, 20, 6, BLUE)])  # colour right, shape not
+    scores = evaluation.shapes_scores(discs[None], disc_masks[None], blue_discs[None], "A", "B")
+    assert scores["shape_rate"] == 0.0 and scores["colour_success"] == 1.0 and scores["count_preservation"] == 1.0
+    assert evaluation.fill_ratio(disc_masks[..., 1] > 0) == pytest.approx(np.pi / 4, abs=0.05)
+
+
+def test_evaluate_scores_a_run_and_writes_the_page(tmp_path):
+    workdir = tmp_path / "run"
+    train.train_and_evaluate(tiny_config(tmp_path), str(workdir))
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "evaluate.py"), f"--workdir={workdir}", "--steps=all",
+         "--num_examples=4", f"--out_dir={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "metrics.json").read_text())
+    assert [r["step"] for r in report["results"]] == [2, 4] and report["num_examples"] == 4
+    for r in report["results"]:
+        for direction in ("AtoB", "BtoA"):
+            assert 0.0 <= r[direction]["shape_rate"] <= 1.0 and r[direction]["background_error"] >= 0.0
+            assert (out / r["pictures"][direction]).is_file()
+    assert 0.5 < report["reference"]["B"]["shape_rate"] <= 1.0  # real squares mostly look like squares
+    assert "step4_AtoB.png" in (out / "index.html").read_text()
+    missing = subprocess.run([sys.executable, str(REPO / "experiments" / "evaluate.py"), f"--workdir={workdir}",
+                              "--steps=3"], cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert missing.returncode != 0 and "no checkpoint [3]" in missing.stderr
