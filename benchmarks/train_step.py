@@ -4,17 +4,28 @@ r"""Times the jitted train step, and reports XLA's memory and FLOP estimates.
         --steps 5 --json /tmp/train_step.json
 
 Writes a JSON list, one record per ins_max, and prints a table with the achieved FLOP/s
-next to this machine's measured float32 matmul FLOP/s.
+next to this machine's measured float32 matmul FLOP/s. --batch_size is per device; the step
+is the sharded one of `instagan_jax.parallel` (data axis over all devices).
+
+Scaling over virtual CPU devices at a fixed per-device batch (each count in a subprocess,
+since the device count is fixed at start-up):
+
+    python benchmarks/train_step.py --size 32 --ngf 8 --n_blocks 3 --ins_max 4 --devices 1,2,4,8
 """
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from instagan_jax import parallel
 from instagan_jax import train_step as ts
 from instagan_jax.models import ModelSpec
 
@@ -48,9 +59,10 @@ def measure(args, ins_max: int) -> dict:
         ins_max=ins_max, ins_per=min(args.ins_per, ins_max), pool_size=50,
         scan_unroll={"auto": None, "yes": True, "no": False}[args.unroll],
     )  # fmt: skip
-    state = ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size)
-    batch = jax.device_put(synthetic_batch(args.batch_size, args.size, ins_max))
-    step = jax.jit(lambda s, b: ts.train_step(cfg, s, b), donate_argnums=(0,))
+    mesh = parallel.make_mesh()
+    state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))
+    batch = parallel.global_batch(synthetic_batch(args.batch_size * jax.device_count(), args.size, ins_max), mesh)
+    step = parallel.sharded_train_step(cfg, mesh)
     start = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_time = time.perf_counter() - start
@@ -70,7 +82,7 @@ def measure(args, ins_max: int) -> dict:
         memory_bytes = int(memory.argument_size_in_bytes + memory.temp_size_in_bytes + memory.output_size_in_bytes)
     return {
         "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks, "model": args.model,
-        "ins_max": ins_max, "ins_per": cfg.ins_per, "batch_size": args.batch_size,
+        "ins_max": ins_max, "ins_per": cfg.ins_per, "batch_size_per_device": args.batch_size,
         "step_time_s": float(np.median(times)), "compile_time_s": compile_time, "memory_bytes": memory_bytes,
         "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
         "flops": float(cost.get("flops", float("nan"))) if cost else None,
@@ -87,12 +99,15 @@ def main():
     parser.add_argument("--model", default="insta_gan")
     parser.add_argument("--ins_per", type=int, default=2)
     parser.add_argument("--ins_max", default="2,4,8")
-    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--batch_size", type=int, default=1, help="per device")
+    parser.add_argument("--devices", default=None, help="e.g. 1,2,4,8: scaling over virtual CPU devices")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--unroll", choices=["auto", "yes", "no"], default="auto", help="chunk scan unrolling")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     args.ndf = args.ndf or args.ngf
+    if args.devices:
+        return scaling(args)
     peak = matmul_flops_per_sec()
     print(f"device: {jax.devices()[0].device_kind}   f32 matmul: {peak / 1e9:.1f} GFLOP/s")
     print(
@@ -107,6 +122,26 @@ def main():
         mib = r["memory_bytes"] / 2**20 if r["memory_bytes"] else float("nan")
         row = f"{r['ins_max']:>7} {r['step_time_s']:>8.3f} {r['compile_time_s']:>9.1f} {mib:>10.1f} "
         print(row + f"{r['flops'] / 1e9:>8.2f} {achieved / 1e9:>8.2f} {achieved / peak:>7.1%}", flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(records, f, indent=1)
+
+
+def scaling(args) -> None:
+    """Runs this script once per device count and prints step time at a fixed per-device batch."""
+    records = []
+    forwarded = ("size", "ngf", "ndf", "n_blocks", "model", "ins_per", "batch_size", "steps", "unroll")
+    base = [f"--{k}={getattr(args, k)}" for k in forwarded] + [f"--ins_max={args.ins_max.split(',')[0]}"]
+    print(f"{'devices':>7} {'batch':>6} {'step s':>8} {'examples/s':>10}  (cores: {os.cpu_count()})")
+    for n in (int(d) for d in args.devices.split(",")):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", CUDA_VISIBLE_DEVICES="")
+            subprocess.run([sys.executable, __file__, *base, "--json", out.name], env=env, check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
+            r = json.load(open(out.name))[0]
+        r["global_batch"] = r["batch_size_per_device"] * n
+        records.append(r)
+        print(f"{n:>7} {r['global_batch']:>6} {r['step_time_s']:>8.3f} {r['global_batch'] / r['step_time_s']:>10.2f}")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(records, f, indent=1)
