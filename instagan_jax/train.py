@@ -249,7 +249,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     state = _restore_newest_readable(mngr, config, workdir, abstract, replicated)
     start = 0 if state is None else int(state.step)
     if state is None:
-        state = jax.jit(init_state, out_shardings=replicated)()  # identical on every process, no host copy
+        if pretrained is None:  # built in place on every device, identical on every process
+            state = jax.jit(init_state, out_shardings=replicated)()
+        else:  # large pretrained weights: copied, not baked into a program as constants
+            state = jax.device_put(init_state(), replicated)
     if start >= config.num_train_steps:
         logging.info("already trained %d >= %d steps", start, config.num_train_steps)
         return state
