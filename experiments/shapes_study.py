@@ -3,9 +3,10 @@ r"""The shapes study: InstaGAN vs the CycleGAN baseline and the paper's ablation
     python experiments/shapes_study.py --root runs/study
 
 Trains (or resumes, or finds finished) one workdir per variant under --root with the default
-config, scores every checkpoint with experiments/evaluate.py, and writes ROOT/results.md: the
-InstaGAN learning curve, the comparison of all variants after --steps steps, and the
-translation pictures. Re-running it after a crash continues where it stopped.
+config (InstaGAN and CycleGAN for --main_steps, the ablations for --steps), scores every
+checkpoint with experiments/evaluate.py, and writes ROOT/results.md: the InstaGAN learning
+curve, InstaGAN vs CycleGAN, all variants after --steps steps, and the translation pictures.
+Re-running it after a crash continues where it stopped.
 """
 
 import json
@@ -18,7 +19,7 @@ from absl import app, flags
 
 flags.DEFINE_string("root", "runs/study", "One workdir per variant goes here.")
 flags.DEFINE_integer("steps", 400, "Training steps of every variant (the comparison point).")
-flags.DEFINE_integer("main_steps", 2400, "Training steps of InstaGAN itself (its learning curve).")
+flags.DEFINE_integer("main_steps", 2400, "Training steps of InstaGAN and of the CycleGAN baseline.")
 flags.DEFINE_integer("every", 200, "Checkpoint (and scoring) interval.")
 flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
 FLAGS = flags.FLAGS
@@ -69,7 +70,8 @@ def main(argv):
     del argv
     reports = {}
     for name, (_, overrides) in VARIANTS.items():
-        reports[name] = train_and_score(name, overrides, FLAGS.main_steps if name == "insta_gan" else FLAGS.steps)
+        steps = FLAGS.main_steps if name in ("insta_gan", "cycle_gan") else FLAGS.steps
+        reports[name] = train_and_score(name, overrides, steps)
     at = {name: next(r for r in rep["results"] if r["step"] == FLAGS.steps) for name, rep in reports.items()}
     main_report = reports["insta_gan"]
     pictures = os.path.join(FLAGS.root, "pictures")
@@ -86,6 +88,8 @@ def main(argv):
         "the ceiling, since occlusion and touching instances are in the data.", "",
         "## InstaGAN learning curve", "",
         table([(f"step {r['step']}", r) for r in main_report["results"]]), "",
+        f"## InstaGAN vs CycleGAN after {FLAGS.main_steps} steps", "",
+        table([(VARIANTS[n][0], reports[n]["results"][-1]) for n in ("insta_gan", "cycle_gan")]), "",
         f"## All variants after {FLAGS.steps} steps", "",
         table([(VARIANTS[name][0], at[name]) for name in VARIANTS]), "",
         f"## InstaGAN translations at step {last['step']} (input | masks | translated | masks)", "",
