@@ -2,9 +2,9 @@ r"""Default: InstaGAN on the procedural shapes set (discs <-> squares), sized fo
 
     python experiments/train.py --workdir runs/shapes
 
-Needs no data: the shapes set is generated (seconds) on the first run. A 2-core CPU runs
-about 0.7 steps/s at this size (32x32, batch 4, ngf 16, 3 residual blocks): 4000 steps in
-about 1.5 hours, after a compilation of about a minute.
+Needs no data: the shapes set is generated (about a minute) on the first run. A 2-core CPU
+runs about 1 step/s at this size (32x32, batch 4, ngf 16, 3 residual blocks), after a
+compilation of about a minute; the README's results section shows what 1800-2400 steps learn.
 """
 
 import ml_collections
