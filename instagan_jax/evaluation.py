@@ -106,28 +106,21 @@ def shapes_scores(inputs, input_masks, outputs, source: str, target: str, output
     inputs, outputs: (N, H, W, 3) in [-1, 1]; input_masks: (N, H, W, K) in [-1, 1] (-1 = empty
     slot); output_masks: the generator's masks, same shape, or None (CycleGAN).
     """
-    shape_hits, shape_total, count_hits, colour_hits, colour_total = 0, 0, 0, 0, 0
-    background = []
+    target_pixels = np.stack([coloured_like(image, target) for image in outputs])
+    colour_hits, colour_total, background = 0, 0, []
     for i in range(len(inputs)):
         instances = [m for m in np.moveaxis(np.asarray(input_masks[i]) > 0, -1, 0) if m.any()]
-        merged_in = np.any(instances, axis=0) if instances else np.zeros(inputs.shape[1:3], bool)
-        target_pixels = coloured_like(outputs[i], target)
-        found = components(target_pixels)
-        shape_hits += sum(has_shape_of(c, target) for c in found)
-        shape_total += len(found)
-        count_hits += len(found) == len(components(merged_in))
         for m in instances:
             colour_total += 1
             colour_hits += _mean_hue_nearer(outputs[i], m, target, source)
-        changed = merged_in | target_pixels
+        changed = np.any(np.asarray(input_masks[i]) > 0, axis=-1) | target_pixels[i]
         if output_masks is not None:
             changed |= np.any(np.asarray(output_masks[i]) > 0, axis=-1)
         keep = ~ndimage.binary_dilation(changed, iterations=1)
         if keep.any():
             background.append(np.abs(np.asarray(inputs[i]) - np.asarray(outputs[i]))[keep].mean() / 2.0)
     scores = {
-        "shape_rate": shape_hits / max(shape_total, 1),
-        "count_preservation": count_hits / len(inputs),
+        **_component_scores(target_pixels, input_masks, target),
         "colour_success": colour_hits / max(colour_total, 1),
         "background_error": float(np.mean(background)) if background else float("nan"),
     }
@@ -150,15 +143,21 @@ def generated_mask_scores(input_masks, output_masks, target: str) -> dict[str, f
     }
 
 
-def reference_scores(images, masks, domain: str) -> dict[str, float]:
-    """Shape rate and count preservation of real ``domain`` images: the ceiling of a translation."""
+def _component_scores(pixels: np.ndarray, truth_masks, domain: str) -> dict[str, float]:
+    """Shape rate of the components of (N, H, W) ``pixels``, and whether their count matches
+    the components of the merged (N, H, W, K) ``truth_masks``."""
     shape_hits, shape_total, count_hits = 0, 0, 0
-    for i in range(len(images)):
-        found = components(coloured_like(images[i], domain))
+    for found_pixels, masks in zip(pixels, np.asarray(truth_masks) > 0, strict=True):
+        found = components(found_pixels)
         shape_hits += sum(has_shape_of(c, domain) for c in found)
         shape_total += len(found)
-        count_hits += len(found) == len(components(np.any(np.asarray(masks[i]) > 0, axis=-1)))
-    return {"shape_rate": shape_hits / max(shape_total, 1), "count_preservation": count_hits / len(images)}
+        count_hits += len(found) == len(components(masks.any(-1)))
+    return {"shape_rate": shape_hits / max(shape_total, 1), "count_preservation": count_hits / len(pixels)}
+
+
+def reference_scores(images, masks, domain: str) -> dict[str, float]:
+    """Shape rate and count preservation of real ``domain`` images: the ceiling of a translation."""
+    return _component_scores(np.stack([coloured_like(image, domain) for image in images]), masks, domain)
 
 
 def mask_area_ratio(input_masks, output_masks) -> float:
