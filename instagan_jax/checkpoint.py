@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
 import jax
 import orbax.checkpoint as ocp
@@ -20,6 +21,9 @@ from instagan_jax.models import ModelSpec
 
 CHECKPOINT_SUBDIR = "checkpoints"
 UNREADABLE_SUBDIR = "unreadable_checkpoints"  # where damaged checkpoints are moved, never deleted
+# Old checkpoints leave by an atomic rename into this folder and are removed from there: deleting
+# them in place, file by file, would leave a half-deleted step that looks complete if killed.
+DELETED_SUBDIR = "deleted"
 TRAIN_ITEMS = ("networks", "model_spec", "trainer", "config")
 
 
@@ -39,8 +43,10 @@ def manager(
         item_names=item_names,
         item_handlers=handlers,
         # Saves write to a temporary folder renamed when complete, so a killed save leaves only
-        # a temporary folder, which the next manager removes.
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True),
+        # a temporary folder, which the next manager removes; deletions are renames (see DELETED_SUBDIR).
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True, todelete_subdir=DELETED_SUBDIR
+        ),
     )
 
 
@@ -48,6 +54,13 @@ def complete_steps(workdir: str) -> list[int]:
     """Steps of the complete checkpoints on disk (temporary folders of unfinished saves excluded)."""
     root = checkpoint_dir(workdir)
     return sorted(int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(root) else []
+
+
+def purge_deleted(mngr: ocp.CheckpointManager) -> None:
+    """Removes the checkpoints that ``mngr`` has already renamed away for deletion."""
+    root = os.path.join(str(mngr.directory), DELETED_SUBDIR)
+    for name in os.listdir(root) if os.path.isdir(root) else ():
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def move_aside(workdir: str, step: int) -> str:
@@ -134,6 +147,8 @@ def _split_train_state(state) -> tuple[dict, dict]:
 
 def save_train_state(mngr: ocp.CheckpointManager, step: int, state, config) -> None:
     """Saves the full train state (asynchronously) as checkpoint ``step``, with its config."""
+    if jax.process_index() == 0:
+        purge_deleted(mngr)
     networks, trainer = _split_train_state(state)
     spec = dataclasses.asdict(state_spec(config))
     mngr.save(

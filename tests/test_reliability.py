@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 
+import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from test_train import tiny_config
@@ -84,6 +85,26 @@ def test_kill_9_at_random_moments_loses_at_most_the_steps_since_the_last_checkpo
     assert progress[-1] > 0 and f"resumed from {workdir / 'checkpoints'}/{progress[-1]}" in done.stderr
     assert checkpoint.complete_steps(workdir)[-1] == 40
     assert not (workdir / checkpoint.UNREADABLE_SUBDIR).exists()
+
+
+def test_old_checkpoints_leave_by_an_atomic_rename_then_are_removed(tmp_path):
+    # deleting in place, file by file, is what a kill -9 could interrupt, leaving a step folder
+    # that looks complete; a rename leaves either the whole checkpoint or none
+    workdir = str(tmp_path / "run")
+    tree = {"w": np.arange(6.0).reshape(2, 3), "b": np.ones(3)}
+    with checkpoint.manager(workdir, max_to_keep=1, item_names=("networks",)) as mngr:
+        for step in (1, 2, 3):
+            mngr.save(step, args=ocp.args.Composite(networks=ocp.args.StandardSave(tree)))
+            mngr.wait_until_finished()
+        assert checkpoint.complete_steps(workdir) == [3]
+        deleted = pathlib.Path(checkpoint.checkpoint_dir(workdir)) / checkpoint.DELETED_SUBDIR
+        assert sorted(p.name for p in deleted.iterdir()) == ["1", "2"]
+        for step in ("1", "2"):  # whole checkpoints, still readable
+            restored = ocp.StandardCheckpointer().restore(deleted / step / "networks")
+            np.testing.assert_array_equal(restored["w"], tree["w"])
+        checkpoint.purge_deleted(mngr)
+        assert list(deleted.iterdir()) == []
+        np.testing.assert_array_equal(mngr.restore(3)["networks"]["w"], tree["w"])
 
 
 def damage(workdir, step):
