@@ -6,17 +6,21 @@ r"""Scores a training run's translations of held-out images, and writes a result
 Reads the dataset and sizes from the config stored in the checkpoint, translates
 --num_examples images of the held-out split in both directions, and writes
 WORKDIR/eval/metrics.json (or --json), a PNG grid per direction (input | masks | translated
-| masks) and index.html. On shapes the scores are those of `instagan_jax.evaluation`, with
-real target images as the reference; on other datasets, background error and mask-area ratio.
+| masks), learning_curves.png (when several steps are scored), TensorBoard scalars (so
+`tensorboard --logdir WORKDIR` shows them next to the training losses) and index.html. On
+shapes the scores are those of `instagan_jax.evaluation`, with real target images as the
+reference; on other datasets, background error and mask-area ratio.
 """
 
 import html
 import json
 import os
 
+import jax
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
+from clu import metric_writers
 from PIL import Image
 from tqdm import tqdm
 
@@ -96,6 +100,26 @@ def write_pictures(data, outputs, out_dir: str, step: int, rows: int) -> dict[st
     return files
 
 
+CHART_METRICS = ("shape_rate", "mask_shape_rate", "count_preservation", "background_error")
+
+
+def write_curves(results: list[dict], out_dir: str) -> str:
+    """learning_curves.png: the main scores of both directions against the checkpoint step."""
+    series = {f"{d.replace('to', '->')} {m}": [r[d][m] for r in results]
+              for d in ("AtoB", "BtoA") for m in CHART_METRICS if m in results[0][d]}  # fmt: skip
+    chart = summaries.curves_chart([r["step"] for r in results], series, "held-out scores by checkpoint step")
+    Image.fromarray((chart * 255).round().astype(np.uint8)).save(os.path.join(out_dir, "learning_curves.png"))
+    return "learning_curves.png"
+
+
+def write_scalars(results: list[dict], out_dir: str) -> None:
+    """The scores as TensorBoard scalars (OUT_DIR is WORKDIR/eval by default: next to the training curves)."""
+    writer = metric_writers.create_default_writer(out_dir, just_logging=jax.process_index() > 0)
+    for r in results:
+        writer.write_scalars(r["step"], {f"{d}/{k}": v for d in ("AtoB", "BtoA") for k, v in r[d].items()})
+    writer.close()
+
+
 def write_html(path: str, workdir: str, results: list[dict], reference: dict | None) -> None:
     metric_names = sorted({k for r in results for d in ("AtoB", "BtoA") for k in r[d]})
     head = "".join(f"<th>{d} {html.escape(m)}</th>" for d in ("AtoB", "BtoA") for m in metric_names)
@@ -109,11 +133,12 @@ def write_html(path: str, workdir: str, results: list[dict], reference: dict | N
         for r in results[-1:]
         for d in ("AtoB", "BtoA")
     )
+    curves = "<h3>learning curves</h3><img src='learning_curves.png'>" if len(results) > 1 else ""
     ref = f"<p>Real target images score (the ceiling): {html.escape(json.dumps(reference))}</p>" if reference else ""
     with open(path, "w") as f:
         f.write(
             f"<html><head><title>{html.escape(workdir)}</title></head><body><h1>{html.escape(workdir)}</h1>"
-            f"<table border=1><tr><th>step</th>{head}</tr>{body}</table>{ref}{pictures}</body></html>"
+            f"<table border=1><tr><th>step</th>{head}</tr>{body}</table>{ref}{curves}{pictures}</body></html>"
         )
 
 
@@ -152,6 +177,9 @@ def main(argv):
     json_path = FLAGS.json or os.path.join(out_dir, "metrics.json")
     with open(json_path, "w") as f:
         json.dump(report, f, indent=1)
+    write_scalars(results, out_dir)
+    if len(results) > 1:
+        write_curves(results, out_dir)
     write_html(os.path.join(out_dir, "index.html"), workdir, results, reference)
     print(f"wrote {json_path} and {os.path.join(out_dir, 'index.html')}")
     for r in results:

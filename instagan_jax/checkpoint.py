@@ -104,7 +104,7 @@ def load_networks(
     """
     if not os.path.isdir(checkpoint_dir(workdir)):
         raise FileNotFoundError(f"no checkpoints under {checkpoint_dir(workdir)} (convert or train first)")
-    with manager(workdir) as mngr:
+    with manager(workdir, item_names=TRAIN_ITEMS) as mngr:  # all items known: no warnings about the others
         step = mngr.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{checkpoint_dir(workdir)} holds no complete checkpoint")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 # distinct colours for up to 20 instances, then they repeat
 _PALETTE = np.array(
@@ -11,6 +12,9 @@ _PALETTE = np.array(
      [128, 0, 0], [170, 255, 195], [128, 128, 0], [255, 215, 180], [0, 0, 128], [128, 128, 128]],
     np.float32,
 ) / 255.0  # fmt: skip
+
+
+_LINE_COLOURS = _PALETTE[[0, 1, 3, 4, 5, 10, 12, 14]]  # the ones readable as thin lines on white
 
 
 def to_unit(x: np.ndarray) -> np.ndarray:
@@ -49,3 +53,34 @@ def translation_rows(real, real_masks, fake, fake_masks, rec, rec_masks) -> list
          to_unit(rec[i]), colour_masks(rec_masks[i])]
         for i in range(real.shape[0])
     ]  # fmt: skip
+
+
+def curves_chart(steps, series: dict[str, list[float]], title: str, size=(480, 300)) -> np.ndarray:
+    """A line chart of scores in [0, 1] against steps, as an (H, W, 3) picture in [0, 1].
+
+    Drawn with PIL so that reports need no plotting library; one colour per series, legend on the right.
+    """
+    width, height = size
+    left, top, plot_w, plot_h = 36, 22, width - 200, height - 44
+    picture = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(picture)
+    draw.font = ImageFont.load_default(size=12)
+    draw.text((left, 4), title, fill="black")
+    draw.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = top + plot_h * (1 - tick)
+        draw.line([left, y, left + plot_w, y], fill=(220, 220, 220))
+        draw.text((4, y - 6), f"{tick:.2f}", fill="black")
+    lo, hi = min(steps), max(steps)
+    x_of = lambda s: left + plot_w * ((s - lo) / (hi - lo) if hi > lo else 0.5)
+    for s in (lo, hi):
+        draw.text((x_of(s) - 10, top + plot_h + 4), str(s), fill="black")
+    for i, (name, values) in enumerate(series.items()):
+        colour = tuple(int(255 * c) for c in _LINE_COLOURS[i % len(_LINE_COLOURS)])
+        points = [(x_of(s), top + plot_h * (1 - float(np.clip(v, 0, 1)))) for s, v in zip(steps, values, strict=True)]
+        draw.line(points, fill=colour, width=2) if len(points) > 1 else None
+        for x, y in points:
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        draw.line([left + plot_w + 10, top + 8 + 16 * i, left + plot_w + 26, top + 8 + 16 * i], fill=colour, width=3)
+        draw.text((left + plot_w + 30, top + 2 + 16 * i), name, fill="black")
+    return np.asarray(picture, np.float32) / 255.0
