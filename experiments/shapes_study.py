@@ -15,7 +15,11 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 from absl import app, flags
+from PIL import Image
+
+from instagan_jax import summaries
 
 flags.DEFINE_string("root", "runs/study", "One workdir per variant goes here.")
 flags.DEFINE_integer("steps", 400, "Training steps of every variant (the comparison point).")
@@ -66,6 +70,20 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def write_chart(path: str, title: str, reports: dict[str, dict], metrics: tuple[str, ...]) -> None:
+    """One line per (run, direction, metric) against the checkpoint step; runs share their steps."""
+    steps = [r["step"] for r in next(iter(reports.values()))["results"]]
+    series = {}
+    for label, report in reports.items():
+        by_step = {r["step"]: r for r in report["results"]}
+        for d in ("AtoB", "BtoA"):
+            for m in metrics:
+                if m in by_step[steps[0]][d]:
+                    series[f"{label} {d.replace('to', '->')} {m}"] = [by_step[s][d][m] for s in steps]
+    chart = summaries.curves_chart(steps, series, title, size=(640, 320))
+    Image.fromarray((chart * 255).round().astype(np.uint8)).save(path)
+
+
 def main(argv):
     del argv
     reports = {}
@@ -79,6 +97,11 @@ def main(argv):
     last = main_report["results"][-1]
     for direction in ("AtoB", "BtoA"):
         shutil.copy(os.path.join(FLAGS.root, "insta_gan", "eval", last["pictures"][direction]), pictures)
+    main_metrics = ("shape_rate", "mask_shape_rate", "count_preservation")
+    write_chart(os.path.join(pictures, "learning_curves.png"), "InstaGAN, held-out scores by step",
+                {"insta": main_report}, main_metrics)  # fmt: skip
+    write_chart(os.path.join(pictures, "insta_vs_cycle.png"), "InstaGAN (insta) vs CycleGAN (cycle) by step",
+                {"insta": main_report, "cycle": reports["cycle_gan"]}, main_metrics[::2])  # fmt: skip
     reference = main_report["reference"]
     text = [
         "# Shapes study", "",
@@ -87,9 +110,11 @@ def main(argv):
         f"count preservation {reference['B']['count_preservation']:.2f} / {reference['A']['count_preservation']:.2f}: "
         "the ceiling, since occlusion and touching instances are in the data.", "",
         "## InstaGAN learning curve", "",
+        "![learning curves](pictures/learning_curves.png)", "",
         table([(f"step {r['step']}", r) for r in main_report["results"]]), "",
         f"## InstaGAN vs CycleGAN after {FLAGS.main_steps} steps", "",
         table([(VARIANTS[n][0], reports[n]["results"][-1]) for n in ("insta_gan", "cycle_gan")]), "",
+        "![InstaGAN vs CycleGAN](pictures/insta_vs_cycle.png)", "",
         f"## All variants after {FLAGS.steps} steps", "",
         table([(VARIANTS[name][0], at[name]) for name in VARIANTS]), "",
         f"## InstaGAN translations at step {last['step']} (input | masks | translated | masks)", "",

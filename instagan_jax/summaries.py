@@ -60,11 +60,13 @@ def curves_chart(steps, series: dict[str, list[float]], title: str, size=(480, 3
 
     Drawn with PIL so that reports need no plotting library; one colour per series, legend on the right.
     """
+    font = ImageFont.load_default(size=12)
+    legend_w = 40 + max(font.getlength(name) for name in series)
     width, height = size
-    left, top, plot_w, plot_h = 36, 22, width - 200, height - 44
+    left, top, plot_w, plot_h = 36, 22, int(width - legend_w - 40), height - 44
     picture = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(picture)
-    draw.font = ImageFont.load_default(size=12)
+    draw.font = font
     draw.text((left, 4), title, fill="black")
     draw.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
