@@ -107,22 +107,19 @@ def shapes_scores(inputs, input_masks, outputs, source: str, target: str, output
     slot); output_masks: the generator's masks, same shape, or None (CycleGAN).
     """
     target_pixels = np.stack([coloured_like(image, target) for image in outputs])
-    colour_hits, colour_total, background = 0, 0, []
+    colour_hits, colour_total = 0, 0
     for i in range(len(inputs)):
         instances = [m for m in np.moveaxis(np.asarray(input_masks[i]) > 0, -1, 0) if m.any()]
         for m in instances:
             colour_total += 1
             colour_hits += _mean_hue_nearer(outputs[i], m, target, source)
-        changed = np.any(np.asarray(input_masks[i]) > 0, axis=-1) | target_pixels[i]
-        if output_masks is not None:
-            changed |= np.any(np.asarray(output_masks[i]) > 0, axis=-1)
-        keep = ~ndimage.binary_dilation(changed, iterations=1)
-        if keep.any():
-            background.append(np.abs(np.asarray(inputs[i]) - np.asarray(outputs[i]))[keep].mean() / 2.0)
+    changed = np.any(np.asarray(input_masks) > 0, axis=-1) | target_pixels
+    if output_masks is not None:
+        changed |= np.any(np.asarray(output_masks) > 0, axis=-1)
     scores = {
         **_component_scores(target_pixels, input_masks, target),
         "colour_success": colour_hits / max(colour_total, 1),
-        "background_error": float(np.mean(background)) if background else float("nan"),
+        "background_error": _mean_change_outside(inputs, outputs, changed),
     }
     if output_masks is not None:
         scores.update(generated_mask_scores(input_masks, output_masks, target))
@@ -169,6 +166,15 @@ def mask_area_ratio(input_masks, output_masks) -> float:
 def background_error(inputs, input_masks, outputs, output_masks) -> float:
     """Mean |input - output| on [0, 1] images outside both mask sets (and a 1-pixel border)."""
     changed = np.any(np.asarray(input_masks) > 0, -1) | np.any(np.asarray(output_masks) > 0, -1)
-    keep = ~np.stack([ndimage.binary_dilation(c, iterations=1) for c in changed])
-    diff = np.abs(np.asarray(inputs) - np.asarray(outputs)).mean(-1) / 2.0
-    return float(diff[keep].mean()) if keep.any() else float("nan")
+    return _mean_change_outside(inputs, outputs, changed)
+
+
+def _mean_change_outside(inputs, outputs, changed: np.ndarray) -> float:
+    """Mean over images of the mean |input - output| (on [0, 1]) outside ``changed`` (N, H, W)
+    and a 1-pixel border around it; images that are all instance do not count."""
+    errors = []
+    for image_in, image_out, region in zip(np.asarray(inputs), np.asarray(outputs), changed, strict=True):
+        keep = ~ndimage.binary_dilation(region, iterations=1)
+        if keep.any():
+            errors.append(np.abs(image_in - image_out)[keep].mean() / 2.0)
+    return float(np.mean(errors)) if errors else float("nan")

@@ -45,6 +45,9 @@ def test_a_perfect_translation_scores_full_marks_and_the_identity_scores_none():
     back = evaluation.shapes_scores(squares[None], square_masks[None], brighter[None], "B", "A")
     assert back["shape_rate"] == 1.0 and back["colour_success"] == 1.0
     assert back["background_error"] == pytest.approx(0.1, abs=1e-6)
+    # the dataset-agnostic measure agrees when the masks say where the instances are
+    generic = evaluation.background_error(squares[None], square_masks[None], brighter[None], disc_masks[None])
+    assert generic == pytest.approx(0.1, abs=1e-6)
 
 
 def test_merged_instances_and_wrong_shapes_are_counted():
