@@ -14,6 +14,7 @@ import os
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -87,3 +88,10 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, ja
     """This process's rows -> the global batch, split over the data axis (no copy between hosts)."""
     sharding = batch_sharded(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+
+
+def every_process(value: int) -> list[int]:
+    """``value`` as seen by each process, in process order (a collective: all must call it)."""
+    if jax.process_count() == 1:
+        return [int(value)]
+    return [int(x) for x in np.ravel(multihost_utils.process_allgather(np.int64(value)))]

@@ -167,9 +167,9 @@ def _restore_newest_readable(mngr, config, workdir: str, abstract, sharding):
 
     Unreadable newer checkpoints (truncated, corrupted) are moved to
     WORKDIR/unreadable_checkpoints with a warning; if none restores, nothing is moved and
-    training refuses to start over.
+    training refuses to start over. All processes must reach the same answer.
     """
-    unreadable = []
+    unreadable, found, state = [], None, None
     for step in reversed(mngr.all_steps()):
         try:
             saved_config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
@@ -182,21 +182,41 @@ def _restore_newest_readable(mngr, config, workdir: str, abstract, sharding):
         except Exception as e:  # noqa: BLE001
             unreadable.append((step, e))
             continue
-        for bad, error in unreadable:
-            moved = checkpoint.move_aside(workdir, bad) if jax.process_index() == 0 else "(moved by process 0)"
-            logging.warning("checkpoint %d in %s is unreadable (%s: %s); moved to %s", bad,
-                            checkpoint.checkpoint_dir(workdir), type(error).__name__, error, moved)  # fmt: skip
-        if unreadable:
-            mngr.reload()
-        logging.info("resumed from %s/%d", checkpoint.checkpoint_dir(workdir), step)
-        return state
-    if unreadable:
+        found = step
+        break
+    _check_every_process_restored(found if found is not None else (_NONE_READABLE if unreadable else _NEW_RUN), workdir)
+    if found is None and unreadable:
         listing = "; ".join(f"{step}: {type(e).__name__}: {e}" for step, e in unreadable)
         raise TrainingError(
             f"no checkpoint in {checkpoint.checkpoint_dir(workdir)} can be restored ({listing}); refusing to start "
             "over in a workdir with a history: use a new --workdir, or move the checkpoints away"
         )
-    return None
+    if found is None:
+        return None
+    for bad, error in unreadable:
+        moved = checkpoint.move_aside(workdir, bad) if jax.process_index() == 0 else "(moved by process 0)"
+        logging.warning("checkpoint %d in %s is unreadable (%s: %s); moved to %s", bad,
+                        checkpoint.checkpoint_dir(workdir), type(error).__name__, error, moved)  # fmt: skip
+    if unreadable:
+        mngr.reload()
+    logging.info("resumed from %s/%d", checkpoint.checkpoint_dir(workdir), found)
+    return state
+
+
+_NEW_RUN, _NONE_READABLE = -1, -2  # what a process found, besides a step
+
+
+def _check_every_process_restored(outcome: int, workdir: str) -> None:
+    """Refuses to go on if the processes of a multi-host run restored different steps (e.g. a
+    shared filesystem that one host sees damaged): they would train diverged copies."""
+    outcomes = parallel.every_process(outcome)
+    if len(set(outcomes)) > 1:
+        names = {_NEW_RUN: "no checkpoint", _NONE_READABLE: "none readable"}
+        found = ", ".join(f"process {i}: {names.get(o, f'step {o}')}" for i, o in enumerate(outcomes))
+        raise TrainingError(
+            f"the processes disagree about which checkpoint in {checkpoint.checkpoint_dir(workdir)} restores "
+            f"({found}); every host must see the same checkpoint files. Nothing was moved or written"
+        )
 
 
 @contextlib.contextmanager

@@ -140,6 +140,17 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(trained, tmp
     assert checkpoint.complete_steps(workdir) == [2, 4, 6]  # step 4 trained again
 
 
+def test_processes_that_restore_different_checkpoints_refuse_to_train(trained, tmp_path, monkeypatch):
+    # this process sees checkpoint 4 damaged; another host (simulated) restored it fine
+    workdir = copy_run(trained, tmp_path)
+    damage(workdir, 4)
+    monkeypatch.setattr(train.parallel, "every_process", lambda outcome: [outcome, 4])
+    with pytest.raises(train.TrainingError, match=r"disagree .*process 0: step 2, process 1: step 4"):
+        train.train_and_evaluate(tiny_config(trained, num_train_steps=6), workdir)
+    assert checkpoint.complete_steps(workdir) == [2, 4]  # nothing moved aside
+    assert not os.path.exists(os.path.join(workdir, checkpoint.UNREADABLE_SUBDIR))
+
+
 def test_when_no_checkpoint_restores_training_refuses_to_start_over(trained, tmp_path):
     workdir = copy_run(trained, tmp_path)
     damage(workdir, 2)
