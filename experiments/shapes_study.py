@@ -4,9 +4,9 @@ r"""The shapes study: InstaGAN vs the CycleGAN baseline and the paper's ablation
 
 Trains (or resumes, or finds finished) one workdir per variant under --root with the default
 config (InstaGAN and CycleGAN for --main_steps, the default config's 30 minutes; the ablations
-for --steps), scores every checkpoint with experiments/evaluate.py, and writes ROOT/results.md:
-the InstaGAN learning curve, InstaGAN vs CycleGAN, all variants after --steps steps, the
-charts and the translation pictures.
+for --steps), scores every checkpoint with experiments/evaluate.py (runs already scored at
+every checkpoint are not scored again), and writes ROOT/results.md: the InstaGAN learning
+curve, InstaGAN vs CycleGAN, all variants after --steps steps, the charts and the pictures.
 Re-running it after a crash continues where it stopped.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from instagan_jax import summaries
+from instagan_jax import checkpoint, summaries
 
 flags.DEFINE_string("root", "runs/study", "One workdir per variant goes here.")
 flags.DEFINE_integer("steps", 400, "Training steps of every variant (the comparison point).")
@@ -39,6 +39,7 @@ VARIANTS = {  # name: (what it is, config overrides)
 }
 COLUMNS = ("shape_rate", "count_preservation", "colour_success", "background_error", "mask_shape_rate",
            "mask_count_preservation")  # fmt: skip
+COMPARED = ("shape_rate", "count_preservation")  # what both models are charted on, from the translated images
 
 
 def run(args: list[str]) -> None:
@@ -53,6 +54,11 @@ def train_and_score(name: str, overrides: list[str], steps: int) -> dict:
          f"--config.data_dir={data_dir}", f"--config.num_train_steps={steps}", "--config.max_checkpoints_to_keep=100",
          f"--config.checkpoint_every_steps={FLAGS.every}", *overrides])  # fmt: skip
     metrics = os.path.join(workdir, "eval", "metrics.json")
+    if os.path.exists(metrics):  # scored before: only if every checkpoint was
+        with open(metrics) as f:
+            report = json.load(f)
+        if [r["step"] for r in report["results"]] == checkpoint.complete_steps(workdir):
+            return report
     run([os.path.join(HERE, "evaluate.py"), f"--workdir={workdir}", "--steps=all",
          f"--num_examples={FLAGS.num_examples}", f"--json={metrics}"])  # fmt: skip
     with open(metrics) as f:
@@ -73,7 +79,8 @@ def table(rows: list[tuple[str, dict]]) -> str:
 
 
 def write_chart(path: str, title: str, reports: dict[str, dict], metrics: tuple[str, ...]) -> None:
-    """One line per (run, direction, metric) against the checkpoint step; runs share their steps."""
+    """One line per (run, direction, metric) against the checkpoint step; runs share their steps.
+    Labels name the run unless it is "" (a chart of one run)."""
     steps = [r["step"] for r in next(iter(reports.values()))["results"]]
     series = {}
     for label, report in reports.items():
@@ -81,7 +88,8 @@ def write_chart(path: str, title: str, reports: dict[str, dict], metrics: tuple[
         for d in ("AtoB", "BtoA"):
             for m in metrics:
                 if m in by_step[steps[0]][d]:
-                    series[f"{label} {d.replace('to', '->')} {m}"] = [by_step[s][d][m] for s in steps]
+                    name = f"{label} {d.replace('to', '->')} {m}".strip()
+                    series[name] = [by_step[s][d][m] for s in steps]
     chart = summaries.curves_chart(steps, series, title, size=(640, 320))
     Image.fromarray((chart * 255).round().astype(np.uint8)).save(path)
 
@@ -99,11 +107,11 @@ def main(argv):
     last = main_report["results"][-1]
     for direction in ("AtoB", "BtoA"):
         shutil.copy(os.path.join(FLAGS.root, "insta_gan", "eval", last["pictures"][direction]), pictures)
-    main_metrics = ("shape_rate", "mask_shape_rate", "count_preservation")
     write_chart(os.path.join(pictures, "learning_curves.png"), "InstaGAN, held-out scores by step",
-                {"insta": main_report}, main_metrics)  # fmt: skip
-    write_chart(os.path.join(pictures, "insta_vs_cycle.png"), "InstaGAN (insta) vs CycleGAN (cycle) by step",
-                {"insta": main_report, "cycle": reports["cycle_gan"]}, main_metrics[::2])  # fmt: skip
+                {"": main_report}, ("shape_rate", "mask_shape_rate", "count_preservation"))  # fmt: skip
+    for metric in COMPARED:  # one chart each: four lines stay readable
+        write_chart(os.path.join(pictures, f"insta_vs_cycle_{metric}.png"), f"{metric}: InstaGAN vs CycleGAN",
+                    {"InstaGAN": main_report, "CycleGAN": reports["cycle_gan"]}, (metric,))  # fmt: skip
     reference = main_report["reference"]
     text = [
         "# Shapes study", "",
@@ -116,7 +124,7 @@ def main(argv):
         table([(f"step {r['step']}", r) for r in main_report["results"]]), "",
         f"## InstaGAN vs CycleGAN after {FLAGS.main_steps} steps", "",
         table([(VARIANTS[n][0], reports[n]["results"][-1]) for n in ("insta_gan", "cycle_gan")]), "",
-        "![InstaGAN vs CycleGAN](pictures/insta_vs_cycle.png)", "",
+        *(f"![InstaGAN vs CycleGAN, {m}](pictures/insta_vs_cycle_{m}.png)" for m in COMPARED), "",
         f"## All variants after {FLAGS.steps} steps", "",
         table([(VARIANTS[name][0], at[name]) for name in VARIANTS]), "",
         f"## InstaGAN translations at step {last['step']} (input | masks | translated | masks)", "",
