@@ -16,12 +16,10 @@ import html
 import json
 import os
 
-import jax
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
 from clu import metric_writers
-from PIL import Image
 from tqdm import tqdm
 
 from instagan_jax import checkpoint, evaluation, input_pipeline, summaries, train
@@ -95,7 +93,7 @@ def write_pictures(data, outputs, out_dir: str, step: int, rows: int) -> dict[st
         ])  # fmt: skip
         name = f"step{step}_{direction}.png"
         big = np.kron(grid, np.ones((3, 3, 1)))  # small images: enlarged for the eye, pixels kept sharp
-        Image.fromarray((big * 255).round().astype(np.uint8)).save(os.path.join(out_dir, name))
+        summaries.save_png(os.path.join(out_dir, name), big)
         files[direction] = name
     return files
 
@@ -103,18 +101,15 @@ def write_pictures(data, outputs, out_dir: str, step: int, rows: int) -> dict[st
 CHART_METRICS = ("shape_rate", "mask_shape_rate", "count_preservation", "background_error")
 
 
-def write_curves(results: list[dict], out_dir: str) -> str:
+def write_curves(results: list[dict], out_dir: str) -> None:
     """learning_curves.png: the main scores of both directions against the checkpoint step."""
-    series = {f"{d.replace('to', '->')} {m}": [r[d][m] for r in results]
-              for d in ("AtoB", "BtoA") for m in CHART_METRICS if m in results[0][d]}  # fmt: skip
-    chart = summaries.curves_chart([r["step"] for r in results], series, "held-out scores by checkpoint step")
-    Image.fromarray((chart * 255).round().astype(np.uint8)).save(os.path.join(out_dir, "learning_curves.png"))
-    return "learning_curves.png"
+    chart = summaries.scores_chart({"": results}, CHART_METRICS, "held-out scores by checkpoint step")
+    summaries.save_png(os.path.join(out_dir, "learning_curves.png"), chart)
 
 
 def write_scalars(results: list[dict], out_dir: str) -> None:
     """The scores as TensorBoard scalars (OUT_DIR is WORKDIR/eval by default: next to the training curves)."""
-    writer = metric_writers.create_default_writer(out_dir, just_logging=jax.process_index() > 0)
+    writer = metric_writers.create_default_writer(out_dir)
     for r in results:
         writer.write_scalars(r["step"], {f"{d}/{k}": v for d in ("AtoB", "BtoA") for k, v in r[d].items()})
     writer.close()

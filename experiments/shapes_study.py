@@ -16,9 +16,7 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 from absl import app, flags
-from PIL import Image
 
 from instagan_jax import checkpoint, summaries
 
@@ -78,22 +76,6 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def write_chart(path: str, title: str, reports: dict[str, dict], metrics: tuple[str, ...]) -> None:
-    """One line per (run, direction, metric) against the checkpoint step; runs share their steps.
-    Labels name the run unless it is "" (a chart of one run)."""
-    steps = [r["step"] for r in next(iter(reports.values()))["results"]]
-    series = {}
-    for label, report in reports.items():
-        by_step = {r["step"]: r for r in report["results"]}
-        for d in ("AtoB", "BtoA"):
-            for m in metrics:
-                if m in by_step[steps[0]][d]:
-                    name = f"{label} {d.replace('to', '->')} {m}".strip()
-                    series[name] = [by_step[s][d][m] for s in steps]
-    chart = summaries.curves_chart(steps, series, title, size=(640, 320))
-    Image.fromarray((chart * 255).round().astype(np.uint8)).save(path)
-
-
 def main(argv):
     del argv
     reports = {}
@@ -107,11 +89,13 @@ def main(argv):
     last = main_report["results"][-1]
     for direction in ("AtoB", "BtoA"):
         shutil.copy(os.path.join(FLAGS.root, "insta_gan", "eval", last["pictures"][direction]), pictures)
-    write_chart(os.path.join(pictures, "learning_curves.png"), "InstaGAN, held-out scores by step",
-                {"": main_report}, ("shape_rate", "mask_shape_rate", "count_preservation"))  # fmt: skip
+    curves = summaries.scores_chart({"": main_report["results"]}, ("shape_rate", "mask_shape_rate",
+                                    "count_preservation"), "InstaGAN, held-out scores by step")  # fmt: skip
+    summaries.save_png(os.path.join(pictures, "learning_curves.png"), curves)
+    both = {"InstaGAN": main_report["results"], "CycleGAN": reports["cycle_gan"]["results"]}
     for metric in COMPARED:  # one chart each: four lines stay readable
-        write_chart(os.path.join(pictures, f"insta_vs_cycle_{metric}.png"), f"{metric}: InstaGAN vs CycleGAN",
-                    {"InstaGAN": main_report, "CycleGAN": reports["cycle_gan"]}, (metric,))  # fmt: skip
+        chart = summaries.scores_chart(both, (metric,), f"{metric}: InstaGAN vs CycleGAN")
+        summaries.save_png(os.path.join(pictures, f"insta_vs_cycle_{metric}.png"), chart)
     reference = main_report["reference"]
     text = [
         "# Shapes study", "",

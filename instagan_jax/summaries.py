@@ -86,3 +86,23 @@ def curves_chart(steps, series: dict[str, list[float]], title: str, size=(480, 3
         draw.line([left + plot_w + 10, top + 8 + 16 * i, left + plot_w + 26, top + 8 + 16 * i], fill=colour, width=3)
         draw.text((left + plot_w + 30, top + 2 + 16 * i), name, fill="black")
     return np.asarray(picture, np.float32) / 255.0
+
+
+def scores_chart(runs: dict[str, list[dict]], metrics: tuple[str, ...], title: str, size=(640, 320)) -> np.ndarray:
+    """Chart of evaluate.py's results ({"step", "AtoB": {metric: score}, "BtoA": ...} per checkpoint)
+    for one or more runs with the same steps: a line per (run, direction, metric) the results hold.
+    Labels name the run unless its name is "" (a chart of one run)."""
+    steps = [r["step"] for r in next(iter(runs.values()))]
+    series = {}
+    for label, results in runs.items():
+        by_step = {r["step"]: r for r in results}
+        for d in ("AtoB", "BtoA"):
+            for m in metrics:
+                if m in by_step[steps[0]][d]:
+                    series[f"{label} {d.replace('to', '->')} {m}".strip()] = [by_step[s][d][m] for s in steps]
+    return curves_chart(steps, series, title, size)
+
+
+def save_png(path: str, picture: np.ndarray) -> None:
+    """Writes an (H, W, 3) picture in [0, 1] as an 8-bit PNG."""
+    Image.fromarray((np.clip(picture, 0.0, 1.0) * 255).round().astype(np.uint8)).save(path)
