@@ -7,9 +7,9 @@ Reads {epoch}_net_G_A.pth, {epoch}_net_G_B.pth and, where present, the discrimin
 PyTorch need not be installed. The workdir then serves translate.py and fine-tuning.
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from instagan_jax import checkpoint
+from instagan_jax import checkpoint, cli
 from instagan_jax.torch_import import convert_checkpoint_dir
 
 flags.DEFINE_string("checkpoint_dir", None, "Folder with the authors' {epoch}_net_*.pth files.", required=True)
@@ -27,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from clu import metric_writers
 from tqdm import tqdm
 
-from instagan_jax import checkpoint, evaluation, input_pipeline, summaries, train
+from instagan_jax import checkpoint, cli, evaluation, input_pipeline, summaries, train
 from instagan_jax.inference import Translator
 
 flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
@@ -184,4 +184,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -14,7 +14,7 @@ from absl import app, flags
 from PIL import Image
 from tqdm import tqdm
 
-from instagan_jax import image_io
+from instagan_jax import cli, image_io
 from instagan_jax import masks as masks_lib
 from instagan_jax.inference import Translator, prepare_masks
 
@@ -80,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -6,10 +6,16 @@ Each numbered step directory holds the items
 and, for checkpoints written by training, the rest of the train state. A converted
 authors' checkpoint is step 0 with ``networks`` and ``model_spec`` only, which is what
 translate and fine-tuning restore.
+
+Workdirs are copied around and shared, so reading one trusts nothing in it: the JSON items
+are checked (``ModelSpec.from_dict``, a config must be an object), the stored arrays' shapes
+must be the ones the spec implies before any is read, and every failure of orbax or
+tensorstore on damaged files surfaces as ``CheckpointError`` naming the checkpoint folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -17,7 +23,7 @@ import shutil
 import jax
 import orbax.checkpoint as ocp
 
-from instagan_jax.models import ModelSpec
+from instagan_jax.models import ModelSpec, abstract_networks
 
 CHECKPOINT_SUBDIR = "checkpoints"
 UNREADABLE_SUBDIR = "unreadable_checkpoints"  # where damaged checkpoints are moved, never deleted
@@ -25,6 +31,22 @@ UNREADABLE_SUBDIR = "unreadable_checkpoints"  # where damaged checkpoints are mo
 # them in place, file by file, would leave a half-deleted step that looks complete if killed.
 DELETED_SUBDIR = "deleted"
 TRAIN_ITEMS = ("networks", "model_spec", "trainer", "config")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with its folder and the item in the message."""
+
+
+@contextlib.contextmanager
+def _reading(workdir: str, step: int, item: str):
+    """Turns any failure inside orbax/tensorstore/json while reading ``item`` into a CheckpointError."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - damaged files fail anywhere in the stack; name the folder
+        folder = os.path.join(checkpoint_dir(workdir), str(step))
+        raise CheckpointError(f"{folder}: cannot read its {item} ({type(e).__name__}: {str(e)[:300]})") from e
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -108,16 +130,45 @@ def load_networks(
         step = mngr.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{checkpoint_dir(workdir)} holds no complete checkpoint")
-        metadata = mngr.item_metadata(step)
-        spec = ModelSpec(**mngr.restore(step, args=ocp.args.Composite(model_spec=ocp.args.JsonRestore()))["model_spec"])
-        target = _single_device_target(metadata["networks"])
-        networks = mngr.restore(step, args=ocp.args.Composite(networks=ocp.args.StandardRestore(target)))["networks"]
+        with _reading(workdir, step, "model_spec"):
+            spec = ModelSpec.from_dict(
+                mngr.restore(step, args=ocp.args.Composite(model_spec=ocp.args.JsonRestore()))["model_spec"]
+            )
+        with _reading(workdir, step, "networks"):
+            stored = mngr.item_metadata(step)["networks"]
+            _check_stored_shapes(stored, spec, os.path.join(checkpoint_dir(workdir), str(step)))
+            target = _single_device_target(stored)
+            networks = mngr.restore(step, args=ocp.args.Composite(networks=ocp.args.StandardRestore(target)))[
+                "networks"
+            ]
     if names is not None:
         missing = [n for n in names if n not in networks]
         if missing:
             raise KeyError(f"checkpoint {step} in {checkpoint_dir(workdir)} has no {missing}")
         networks = {n: networks[n] for n in names}
     return spec, networks
+
+
+def _check_stored_shapes(stored, spec: ModelSpec, folder: str) -> None:
+    """The stored networks must be (a subset of) those ``spec`` builds, leaf for leaf and shape for shape."""
+    names = list(stored.keys()) if hasattr(stored, "keys") else []  # orbax's TreeMetadata is dict-like
+    if not names:
+        raise CheckpointError(f"{folder}: its networks item holds no networks")
+    expected = abstract_networks(spec)
+
+    def shapes(tree) -> dict:
+        return {jax.tree_util.keystr(p): tuple(leaf.shape) for p, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+    for name in names:
+        if name not in expected:
+            raise CheckpointError(f"{folder}: unknown network {str(name)[:40]!r} (expected {sorted(expected)})")
+        want, have = shapes(expected[name]), shapes(stored[name])
+        for key in sorted(want.keys() | have.keys()):
+            if want.get(key) != have.get(key):
+                raise CheckpointError(
+                    f"{folder}: {name}{key} is stored as {have.get(key, 'missing')}, but its model_spec {spec} "
+                    f"implies {want.get(key, 'no such variable')}"
+                )
 
 
 def load_config(workdir: str, step: int | None = None) -> dict:
@@ -128,11 +179,18 @@ def load_config(workdir: str, step: int | None = None) -> dict:
     step = steps[-1] if step is None else step
     with manager(workdir, item_names=("config",)) as mngr:
         try:
-            return mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-        except FileNotFoundError as e:
-            raise FileNotFoundError(
-                f"checkpoint {step} in {checkpoint_dir(workdir)} has no config (not a training run)"
-            ) from e
+            with _reading(workdir, step, "config"):
+                config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        except CheckpointError as e:
+            if isinstance(e.__cause__, FileNotFoundError):
+                raise FileNotFoundError(
+                    f"checkpoint {step} in {checkpoint_dir(workdir)} has no config (not a training run)"
+                ) from e
+            raise
+    if not isinstance(config, dict):
+        folder = os.path.join(checkpoint_dir(workdir), str(step))
+        raise CheckpointError(f"{folder}: its config is a {type(config).__name__}, not an object")
+    return config
 
 
 def _split_train_state(state) -> tuple[dict, dict]:

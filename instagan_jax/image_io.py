@@ -4,20 +4,34 @@
 
 Images are resized with PIL's bicubic filter and scaled to [-1, 1] exactly as the
 reference's torchvision transforms do, so translations match the authors' ``test.py``
-to the grey level. Masks may be saved as L or RGB and are read as grayscale. Every
-problem with a file raises ``DataError`` naming the file.
+to the grey level. Masks may be saved as L or RGB and are read as grayscale.
+
+Dataset folders come from elsewhere, so every file is checked before it is decoded, and
+every problem raises ``DataError`` naming the file: a link that leads outside its folder, a
+FIFO or device (which would block a read forever), content that is not one of
+``IMAGE_FORMATS`` whatever its name (PIL's other plugins, e.g. EPS through Ghostscript, are
+never reached), more than ``MAX_IMAGE_PIXELS`` pixels (a decompression bomb), 16-bit or
+float pixels, truncated data, more than ``MAX_MASKS_PER_IMAGE`` masks for one image.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "PPM", "TIFF")  # what the extensions name; content decides
+# A 50-megapixel photo decodes to 150 MB of RGB; raise this (module attribute) for larger ones.
+MAX_IMAGE_PIXELS = 50_000_000
+# COCO's most crowded image has 93 instances; a folder of thousands of masks is a mistake or an attack.
+MAX_MASKS_PER_IMAGE = 256
+_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")  # 8-bit modes PIL converts exactly
 _MASK_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.png$", re.IGNORECASE)
 
 
@@ -60,13 +74,45 @@ def image_stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def _open(path: str, mode: str) -> Image.Image:
+def check_regular_file_inside_folder(path: str) -> None:
+    """A dataset entry must be a regular file whose real path lies in the folder that lists it."""
+    folder = os.path.realpath(os.path.dirname(path) or ".")
+    real = os.path.realpath(path)
+    if os.path.commonpath([folder, real]) != folder:
+        raise DataError(f"{path}: a link to {real}, outside its folder; dataset entries must be inside the dataset")
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.convert(mode)
+        info = os.stat(path)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: not a regular file (a folder, FIFO or device)")
+
+
+def open_image(path: str, mode: str) -> Image.Image:
+    """A checked, fully decoded image converted to ``mode`` ("RGB" or "L"); DataError otherwise."""
+    check_regular_file_inside_folder(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=IMAGE_FORMATS) as img:
+                pixels = img.width * img.height
+                if pixels > MAX_IMAGE_PIXELS:
+                    raise DataError(
+                        f"{path}: {img.width}x{img.height} pixels is over the limit of {MAX_IMAGE_PIXELS} "
+                        "(image_io.MAX_IMAGE_PIXELS; a decompression bomb or a photo to shrink first)"
+                    )
+                if img.mode not in _MODES:
+                    raise DataError(f"{path}: pixel mode {img.mode} (16-bit or float) is not supported; save as 8-bit")
+                img.load()
+                return img.convert(mode)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: over the pixel limit ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{path}: not a {'/'.join(IMAGE_FORMATS)} image, whatever its name") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: unreadable or truncated image ({e})") from None
 
@@ -80,7 +126,7 @@ def _to_unit_range(img: Image.Image, size_hw: tuple[int, int] | None) -> np.ndar
 
 def read_image(path: str, size_hw: tuple[int, int] | None = None) -> np.ndarray:
     """(H, W, 3) float32 in [-1, 1], bicubic-resized to size_hw (height, width) if given."""
-    return _to_unit_range(_open(path, "RGB"), size_hw)
+    return _to_unit_range(open_image(path, "RGB"), size_hw)
 
 
 def read_example(image_path: str, mask_paths: Sequence[str], size_hw: tuple[int, int] | None = None):
@@ -101,17 +147,22 @@ def read_raw_example(image_path: str, mask_paths: Sequence[str]) -> tuple[np.nda
     """
     if not mask_paths:
         raise DataError(f"{image_path}: no instance masks found for this image ({image_stem(image_path)}_<k>.png)")
-    image = np.asarray(_open(image_path, "RGB"))
+    if len(mask_paths) > MAX_MASKS_PER_IMAGE:
+        raise DataError(
+            f"{image_path}: {len(mask_paths)} instance masks, over the limit of {MAX_MASKS_PER_IMAGE} "
+            "(image_io.MAX_MASKS_PER_IMAGE)"
+        )
+    image = np.asarray(open_image(image_path, "RGB"))
     masks = []
     for path in mask_paths:
-        rgb = np.asarray(_open(path, "RGB"))
+        rgb = np.asarray(open_image(path, "RGB"))
         if rgb.shape != image.shape:
             raise DataError(
                 f"{path}: mask is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but its image {image_path} "
                 f"is {image.shape[1]}x{image.shape[0]}"
             )
         check_is_mask(path, rgb)
-        masks.append(np.asarray(_open(path, "L")))
+        masks.append(np.asarray(open_image(path, "L")))
     return image, np.stack(masks)
 
 

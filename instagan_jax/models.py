@@ -22,6 +22,7 @@ fresh random ``u`` they differ by about 1e-3 of the logits.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -165,12 +166,27 @@ class ModelSpec:
     n_blocks: int = 9
     n_layers_d: int = 3
 
+    # Upper bounds keep a spec read from a hostile checkpoint from asking for terabytes;
+    # the paper's networks are ngf = ndf = 64, 9 blocks, 3 layers.
+    LIMITS: ClassVar[dict[str, int]] = {"ngf": 256, "ndf": 256, "n_blocks": 64, "n_layers_d": 6}
+
     def __post_init__(self):
         if self.model not in ("insta_gan", "cycle_gan"):
             raise ValueError(f"model must be 'insta_gan' or 'cycle_gan', got {self.model!r}")
-        for name in ("ngf", "ndf", "n_blocks", "n_layers_d"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name, limit in self.LIMITS.items():
+            value = getattr(self, name)
+            if type(value) is not int or not 0 < value <= limit:
+                raise ValueError(f"{name} must be an integer in [1, {limit}], got {value!r}")
+
+    @classmethod
+    def from_dict(cls, fields) -> ModelSpec:
+        """The spec stored as JSON beside a checkpoint, checked (a ValueError names what is wrong)."""
+        if not isinstance(fields, dict):
+            raise ValueError(f"a model spec is a JSON object, got a {type(fields).__name__}")
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown model-spec keys {unknown[:5]}")
+        return cls(**fields)
 
     @property
     def uses_masks(self) -> bool:
@@ -183,6 +199,11 @@ class ModelSpec:
     def discriminator(self) -> nn.Module:
         cls = SetDiscriminator if self.uses_masks else NLayerDiscriminator
         return cls(ndf=self.ndf, n_layers=self.n_layers_d)
+
+
+def abstract_networks(spec: ModelSpec) -> dict:
+    """Shapes and dtypes of ``init_networks``' variables, computed without allocating them."""
+    return jax.eval_shape(lambda: init_networks(spec, jax.random.PRNGKey(0), 256, 256, 1))
 
 
 def init_networks(spec: ModelSpec, key: jax.Array, height: int, width: int, n_slots: int) -> dict:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import jax
 import numpy as np
 
-from instagan_jax.models import ModelSpec, init_networks
+from instagan_jax.models import ModelSpec, abstract_networks
 from instagan_jax.torch_pickle import load_state_dict
 
 # (torch module prefix, Flax module path, kind): kind is conv, conv_transpose or spectral.
@@ -174,7 +174,7 @@ def convert_checkpoint_dir(checkpoint_dir: str, epoch: str = "latest") -> tuple[
         fields.update(infer_discriminator_spec(states["D_A"], path("D_A")))
     spec = ModelSpec(**fields)
 
-    template = jax.eval_shape(lambda: init_networks(spec, jax.random.PRNGKey(0), 32, 32, 1))
+    template = abstract_networks(spec)
     networks = {}
     for name, state in states.items():
         entries = generator_entries(spec) if name.startswith("G") else discriminator_entries(spec)

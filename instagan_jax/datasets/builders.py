@@ -171,7 +171,10 @@ class InstaganCoco(tfds.core.GeneratorBasedBuilder):
         annotations = os.path.join(root, "annotations", f"instances_{coco_split}2017.json")
         if not os.path.isfile(annotations):
             raise image_io.DataError(f"{annotations}: COCO annotation file not found")
-        coco = COCO(annotations)
+        try:
+            coco = COCO(annotations)
+        except Exception as e:  # noqa: BLE001 - malformed JSON or structure, named
+            raise image_io.DataError(f"{annotations}: not a COCO annotation file ({type(e).__name__}: {e})") from None
         cat_ids = coco.getCatIds(catNms=[category])
         if not cat_ids:
             raise image_io.DataError(f"{annotations}: no COCO category named {category!r}")
@@ -185,12 +188,14 @@ class InstaganCoco(tfds.core.GeneratorBasedBuilder):
             return np.asarray(img.crop((left, top, left + size, top + size)))
 
         for info in coco.loadImgs(coco.getImgIds(catIds=cat_ids)):
+            if not 0 < info["height"] * info["width"] <= image_io.MAX_IMAGE_PIXELS:  # annToMask allocates h x w
+                raise image_io.DataError(f"{annotations}: image {info['id']} is {info['width']}x{info['height']}")
             anns = coco.loadAnns(coco.getAnnIds(imgIds=info["id"], catIds=cat_ids))
             masks = [resize_crop(Image.fromarray(coco.annToMask(a) * 255)) for a in anns]
             masks = [m for m in masks if m.any()]
             if not masks:
                 continue
-            image = resize_crop(Image.open(os.path.join(root, f"{coco_split}2017", info["file_name"])).convert("RGB"))
+            image = resize_crop(image_io.open_image(os.path.join(root, f"{coco_split}2017", info["file_name"]), "RGB"))
             yield info["id"], _example(str(info["id"]), image, np.stack(masks))
 
 
