@@ -24,6 +24,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from synthetic import synthetic_batch
 
 from instagan_jax import parallel
 from instagan_jax import train_step as ts
@@ -38,19 +39,6 @@ def matmul_flops_per_sec(n: int = 1024, repeats: int = 10) -> float:
     for _ in range(repeats):
         f(a).block_until_ready()
     return 2 * n**3 * repeats / (time.perf_counter() - start)
-
-
-def synthetic_batch(batch_size: int, size: int, ins_max: int, seed: int = 0) -> dict:
-    """Every mask slot holds an instance, so every chunk does full work."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[:size, :size]
-    masks = -np.ones((batch_size, size, size, ins_max), np.float32)
-    for b in range(batch_size):
-        for i in range(ins_max):
-            cy, cx, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(size / 10, size / 4)
-            masks[b, ..., i] = np.where((y - cy) ** 2 + (x - cx) ** 2 <= r * r, 1.0, -1.0)
-    image = lambda: rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32)
-    return {"image_a": image(), "masks_a": masks, "image_b": image(), "masks_b": masks[::-1].copy()}
 
 
 def measure(args, ins_max: int) -> dict:
@@ -90,6 +78,15 @@ def measure(args, ins_max: int) -> dict:
     }  # fmt: skip
 
 
+def reference_step_time(args, ins_max: int) -> float:
+    """The authors' step on the same batch, timed by benchmarks/reference_step.py in its own process."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference_step.py")
+    forwarded = [f"--{k}={getattr(args, k)}" for k in ("reference", "size", "ngf", "ins_per", "batch_size", "steps")]
+    done = subprocess.run([sys.executable, script, *forwarded, f"--ins_max={ins_max}"], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    return json.loads(done.stdout.strip().splitlines()[-1])["step_time_s"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64)
@@ -104,24 +101,34 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--unroll", choices=["auto", "yes", "no"], default="auto", help="chunk scan unrolling")
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--reference", default=None, help="checkout of the authors' code: also time their step (needs torch)"
+    )
     args = parser.parse_args()
     args.ndf = args.ndf or args.ngf
     if args.devices:
         return scaling(args)
     peak = matmul_flops_per_sec()
     print(f"device: {jax.devices()[0].device_kind}   f32 matmul: {peak / 1e9:.1f} GFLOP/s")
-    print(
+    header = (
         f"{'ins_max':>7} {'step s':>8} {'compile s':>9} {'memory MiB':>10} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>7}"
     )
+    print(header + (f" {'torch s':>8} {'speed-up':>8}" if args.reference else ""))
     records = []
     for n in args.ins_max.split(","):  # print and save as each finishes: a long run keeps what it measured
         r = measure(args, int(n))
         achieved = r["flops"] / r["step_time_s"] if r["flops"] else float("nan")
         r["flops_per_sec"], r["matmul_peak_flops_per_sec"] = achieved, peak
+        if args.reference:
+            r["reference_step_time_s"] = reference_step_time(args, int(n))
+            r["speedup_vs_reference"] = r["reference_step_time_s"] / r["step_time_s"]
         records.append(r)
         mib = r["memory_bytes"] / 2**20 if r["memory_bytes"] else float("nan")
         row = f"{r['ins_max']:>7} {r['step_time_s']:>8.3f} {r['compile_time_s']:>9.1f} {mib:>10.1f} "
-        print(row + f"{r['flops'] / 1e9:>8.2f} {achieved / 1e9:>8.2f} {achieved / peak:>7.1%}", flush=True)
+        row += f"{r['flops'] / 1e9:>8.2f} {achieved / 1e9:>8.2f} {achieved / peak:>7.1%}"
+        if args.reference:
+            row += f" {r['reference_step_time_s']:>8.3f} {r['speedup_vs_reference']:>7.2f}x"
+        print(row, flush=True)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(records, f, indent=1)

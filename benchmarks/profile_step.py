@@ -1,0 +1,203 @@
+r"""Where the train step's time goes: a per-op table from a jax.profiler trace.
+
+    python benchmarks/profile_step.py --size 128 --ngf 32 --ins_max 4 --ins_per 2 --json /tmp/profile.json
+
+Compiles the step of benchmarks/train_step.py, traces --steps runs of it, and joins the
+trace's per-instruction times with the compiled HLO: each convolution gets its role
+(forward, input gradient, kernel gradient), its shapes, its FLOPs and the FLOP/s it achieved
+next to this machine's float32 matmul rate. Prints the ops that take the most time and a
+summary per op kind; --json writes both.
+"""
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import math
+import re
+import tempfile
+import time
+
+import jax
+import train_step as bench  # benchmarks/train_step.py: the same step and matmul rate
+from synthetic import synthetic_batch
+
+from instagan_jax import parallel
+from instagan_jax import train_step as ts
+from instagan_jax.models import ModelSpec
+
+_COMPUTATION = re.compile(r"^(?:ENTRY )?%(?P<name>[\w.\-]+) .*\{$")
+_INSTRUCTION = re.compile(
+    r"^\s*(?:ROOT )?%(?P<name>[\w.\-]+) = (?P<shape>\S+) (?P<opcode>[\w\-]+)\((?P<operands>[^)]*)\)"
+)
+_SHAPE = re.compile(r"\w+\[([\d,]*)\]")
+
+
+def _dims(shape: str) -> tuple[int, ...]:
+    match = _SHAPE.search(shape)
+    return tuple(int(d) for d in match.group(1).split(",") if d) if match else ()
+
+
+def _layer(op_name: str) -> str:
+    """'jit(f)/transpose(jvp(SetGenerator))/encoder_seg/conv_in/conv' -> 'SetGenerator/encoder_seg/conv_in'."""
+    parts = [re.sub(r"^(?:\w+\()+|\)+$", "", p) for p in op_name.split("/")[1:-1]]
+    return "/".join(p for p in parts if p and p not in ("while", "body", "closed_call", "checkpoint"))
+
+
+def _flops(line: str, opcode: str, shape: str, operands: list[str]) -> tuple[float, str | None]:
+    """FLOPs of a convolution or dot, and for a convolution whether it is a kernel gradient."""
+    if opcode == "convolution" and len(operands) > 1:
+        labels = re.search(r"dim_labels=\w+_(\w+)->(\w+)", line)
+        window = re.search(r"window=\{size=([\dx]+)", line)
+        groups = re.search(r"feature_group_count=(\d+)", line)
+        rhs, out = _dims(operands[1]), _dims(shape)
+        if not (labels and rhs):
+            return 0.0, None
+        rhs_labels, out_labels = labels.groups()
+        area = math.prod(rhs[i] for i, c in enumerate(rhs_labels) if c.isdigit())
+        flops = 2.0 * math.prod(out) * area * rhs[rhs_labels.index("i")] / (int(groups.group(1)) if groups else 1)
+        out_area = math.prod(out[i] for i, c in enumerate(out_labels) if c.isdigit())
+        window_area = math.prod(int(d) for d in window.group(1).split("x")) if window else area
+        return flops, "kernel grad" if window_area > out_area else None
+    if opcode == "dot" and operands:
+        contracting = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", line)
+        lhs = _dims(operands[0])
+        size = math.prod(lhs[int(d)] for d in contracting.group(1).split(",") if d) if contracting else 1
+        return 2.0 * math.prod(_dims(shape)) * size, None
+    return 0.0, None
+
+
+def parse_hlo(text: str) -> dict[str, dict]:
+    """{instruction name: {kind, shape, operands, flops, layer}} for every instruction of the module.
+
+    XLA's CPU backend wraps convolutions in fusions (YNNPACK / XNNPACK calls); a fusion takes
+    the kind and FLOPs of the convolution or dot inside it, and its role from its metadata.
+    """
+    computations, current, shapes = collections.defaultdict(list), None, {}
+    for line in text.splitlines():
+        if header := _COMPUTATION.match(line):
+            current = header["name"]
+            continue
+        match = _INSTRUCTION.match(line)
+        if not match or current is None:
+            continue
+        operands = [o.strip().split(" ")[-1].lstrip("%") for o in match["operands"].split(",") if o.strip()]
+        shapes[match["name"]] = match["shape"]
+        calls = re.search(r"calls=%([\w.\-]+)", line)
+        op_name = re.search(r'op_name="([^"]*)"', line)
+        flops, grad = _flops(line, match["opcode"], match["shape"], [shapes.get(o, "?") for o in operands])
+        computations[current].append({
+            "name": match["name"], "opcode": match["opcode"], "shape": match["shape"], "flops": flops, "grad": grad,
+            "operands": [shapes.get(o, "?") for o in operands], "calls": calls and calls.group(1),
+            "op_name": op_name.group(1) if op_name else "",
+        })  # fmt: skip
+    ops = {}
+    for instructions in computations.values():
+        for ins in instructions:
+            inner = [i for i in computations.get(ins["calls"], []) if i["opcode"] in ("convolution", "dot")]
+            heavy = inner[0] if inner else ins
+            kind = heavy["opcode"] if heavy["opcode"] in ("convolution", "dot") else ins["opcode"]
+            if kind == "convolution":
+                role = heavy["grad"] or ("input grad" if "transpose(" in ins["op_name"] else "forward")
+                kind = f"convolution ({role})"
+            layer = _layer(ins["op_name"] or heavy["op_name"])
+            ops[ins["name"]] = {"kind": kind, "shape": heavy["shape"], "operands": heavy["operands"],
+                                "flops": heavy["flops"], "layer": layer}  # fmt: skip
+    return ops
+
+
+def trace_times(run, steps: int) -> dict[str, float]:
+    """Seconds per step of each executed instruction (trace events named like HLO instructions)."""
+    with tempfile.TemporaryDirectory() as log_dir:
+        jax.profiler.start_trace(log_dir, create_perfetto_trace=True)
+        for _ in range(steps):
+            run()
+        jax.profiler.stop_trace()
+        (path,) = glob.glob(f"{log_dir}/**/perfetto_trace.json.gz", recursive=True)
+        with gzip.open(path) as f:
+            trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    totals = collections.Counter()
+    for event in events:
+        if event.get("ph") == "X" and "dur" in event:
+            totals[event["name"]] += event["dur"] * 1e-6 / steps
+    return totals
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--ngf", type=int, default=32)
+    parser.add_argument("--n_blocks", type=int, default=9)
+    parser.add_argument("--ins_per", type=int, default=2)
+    parser.add_argument("--ins_max", type=int, default=4)
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--unroll", choices=["auto", "yes", "no"], default="auto")
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    cfg = ts.StepConfig(
+        spec=ModelSpec(ngf=args.ngf, ndf=args.ngf, n_blocks=args.n_blocks), ins_max=args.ins_max,
+        ins_per=args.ins_per, scan_unroll={"auto": None, "yes": True, "no": False}[args.unroll],
+    )  # fmt: skip
+    mesh = parallel.make_mesh()
+    state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))
+    batch = parallel.global_batch(synthetic_batch(args.batch_size, args.size, args.ins_max), mesh)
+    start = time.perf_counter()
+    compiled = parallel.sharded_train_step(cfg, mesh).lower(state, batch).compile()
+    compile_time = time.perf_counter() - start
+    ops = parse_hlo(compiled.as_text())
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = compiled(holder["state"], batch)
+        jax.block_until_ready(metrics)
+
+    run()  # warm-up
+    start = time.perf_counter()
+    run()
+    step_time = time.perf_counter() - start
+    times = trace_times(run, args.steps)
+    peak = bench.matmul_flops_per_sec()
+
+    rows = []
+    for name, seconds in times.items():
+        info = ops.get(name)
+        if info is None:
+            continue
+        achieved = info["flops"] / seconds if info["flops"] and seconds > 0 else None
+        rows.append({**info, "name": name, "seconds": seconds, "gflop": info["flops"] / 1e9,
+                     "gflops_per_s": achieved and achieved / 1e9})  # fmt: skip
+    rows.sort(key=lambda r: -r["seconds"])
+    accounted = sum(r["seconds"] for r in rows)
+    by_kind = collections.defaultdict(lambda: {"seconds": 0.0, "gflop": 0.0, "count": 0})
+    for r in rows:
+        k = by_kind[r["kind"]]
+        k["seconds"] += r["seconds"]
+        k["gflop"] += r["gflop"]
+        k["count"] += 1
+
+    print(f"step {step_time:.2f} s (compile {compile_time:.0f} s), ops traced {accounted:.2f} s/step, "
+          f"f32 matmul {peak / 1e9:.0f} GFLOP/s  [size {args.size}, ngf {args.ngf}, ins {args.ins_max}/{args.ins_per}, "
+          f"batch {args.batch_size}]")  # fmt: skip
+    print(f"\n{'op kind':<28} {'count':>6} {'s/step':>8} {'share':>6} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>7}")
+    for kind, k in sorted(by_kind.items(), key=lambda kv: -kv[1]["seconds"]):
+        rate = k["gflop"] / k["seconds"] if k["gflop"] else float("nan")
+        print(f"{kind:<28} {k['count']:>6} {k['seconds']:>8.3f} {k['seconds'] / accounted:>6.1%} {k['gflop']:>8.2f} "
+              f"{rate:>8.1f} {rate * 1e9 / peak:>7.1%}")  # fmt: skip
+    print(f"\n{'top ops':<28} {'s/step':>8} {'GFLOP/s':>8}  {'layer':<44} output <- operands")
+    for r in rows[: args.top]:
+        rate = f"{r['gflops_per_s']:.1f}" if r["gflops_per_s"] else "-"
+        shapes = f"{r['shape']} <- {', '.join(r['operands'])}"
+        print(f"{r['kind']:<28} {r['seconds']:>8.3f} {rate:>8}  {r['layer'][-44:]:<44} {shapes}")
+    if args.json:
+        summary = {k: dict(v) for k, v in by_kind.items()}
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "step_time_s": step_time, "compile_time_s": compile_time,
+                       "matmul_peak_flops_per_sec": peak, "by_kind": summary, "ops": rows}, f, indent=1)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
