@@ -134,13 +134,13 @@ def main():
     parser.add_argument("--ins_max", type=int, default=4)
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--unroll", choices=["auto", "yes", "no"], default="auto")
+    parser.add_argument("--unroll", choices=["no", "yes"], default="no", help="unroll the chunk scan")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     cfg = ts.StepConfig(
         spec=ModelSpec(ngf=args.ngf, ndf=args.ngf, n_blocks=args.n_blocks), ins_max=args.ins_max,
-        ins_per=args.ins_per, scan_unroll={"auto": None, "yes": True, "no": False}[args.unroll],
+        ins_per=args.ins_per, scan_unroll=args.unroll == "yes",
     )  # fmt: skip
     mesh = parallel.make_mesh()
     state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))

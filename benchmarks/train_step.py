@@ -45,7 +45,7 @@ def measure(args, ins_max: int) -> dict:
     cfg = ts.StepConfig(
         spec=ModelSpec(model=args.model, ngf=args.ngf, ndf=args.ndf, n_blocks=args.n_blocks),
         ins_max=ins_max, ins_per=min(args.ins_per, ins_max), pool_size=50,
-        scan_unroll={"auto": None, "yes": True, "no": False}[args.unroll],
+        scan_unroll=args.unroll == "yes",
     )  # fmt: skip
     mesh = parallel.make_mesh()
     state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))
@@ -99,7 +99,7 @@ def main():
     parser.add_argument("--batch_size", type=int, default=1, help="per device")
     parser.add_argument("--devices", default=None, help="e.g. 1,2,4,8: scaling over virtual CPU devices")
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--unroll", choices=["auto", "yes", "no"], default="auto", help="chunk scan unrolling")
+    parser.add_argument("--unroll", choices=["no", "yes"], default="no", help="unroll the chunk scan")
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--reference", default=None, help="checkout of the authors' code: also time their step (needs torch)"

@@ -8,7 +8,9 @@ they double H and W the way ``ConvTranspose2d(3, 2, padding=1, output_padding=1)
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -44,16 +46,108 @@ def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
 
 
-def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, name: str | None = None) -> nn.Conv:
+_NHWC = ("NHWC", "HWIO", "NHWC")
+Padding = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _correlate(x, kernel, stride: int, padding, **dilations) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_NHWC, **dilations)
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
+    """NHWC x HWIO cross-correlation, computed in the forms XLA's CPU backend runs fast.
+
+    Same numbers as ``lax.conv_general_dilated`` up to float rounding; see
+    ``benchmarks/profile_step.py`` for the measurements behind each form.
+    """
+    kh, kw, _, out = kernel.shape
+    if stride == 1 and out <= _FEW_OUTPUTS and kh * kw > 1:
+        return _conv_by_tap_products(x, kernel, padding)
+    return _conv2d(x, kernel, stride, padding)
+
+
+# A 7x7 convolution to 1-3 channels (the generators' output layers) ran at 0.4-1.3 GFLOP/s
+# as a convolution, 50x slower than one matrix product to kh * kw * out channels followed
+# by a shifted sum of those channels.
+_FEW_OUTPUTS = 4
+
+
+def _conv_by_tap_products(x: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+    kh, kw, channels, out = kernel.shape
+    padded = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    b, hp, wp, _ = padded.shape
+    ho, wo = hp - kh + 1, wp - kw + 1
+    taps = jnp.dot(padded, kernel.transpose(2, 0, 1, 3).reshape(channels, kh * kw * out))
+    taps = taps.reshape(b, hp, wp, kh, kw, out)
+    return sum(taps[:, i : i + ho, j : j + wo, i, j] for i in range(kh) for j in range(kw))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
+    """A convolution whose gradients are written out as forward convolutions and products.
+
+    Autodiff expresses them as convolutions with transposed dimension labels, which XLA's
+    CPU backend rewrites into fast forward convolutions in straight-line code but not inside
+    a while loop, where they ran 15-25x slower: a rolled ``lax.scan`` over instance chunks
+    was 6x slower than the unrolled one. Here the input gradient is the stride-dilated
+    output gradient correlated with the flipped kernel, and the kernel gradient, one matrix
+    product per kernel tap (faster than XLA's convolution form for kernels up to 4x4).
+    """
+    return _correlate(x, kernel, stride, padding)
+
+
+def _conv2d_forward(x, kernel, stride, padding):
+    return _correlate(x, kernel, stride, padding), (x, kernel)
+
+
+def _conv2d_backward(stride, padding, residuals, dy):
+    x, kernel = residuals
+    (kh, kw), (h, w), (ho, wo) = kernel.shape[:2], x.shape[1:3], dy.shape[1:3]
+    (top, bottom), (left, right) = padding
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # (kh, kw, out, in)
+    dx_padding = ((kh - 1 - top, h - 1 + top - (ho - 1) * stride), (kw - 1 - left, w - 1 + left - (wo - 1) * stride))
+    dx = _correlate(dy, flipped, 1, dx_padding, lhs_dilation=(stride, stride))
+    padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    if kh * kw > 16:  # large kernels: XLA's convolution form (batch as the contraction) wins
+        padded = padded[:, : (ho - 1) * stride + kh, : (wo - 1) * stride + kw]  # rows the kernel reaches
+        dk = _correlate(
+            padded.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), 1, "VALID", rhs_dilation=(stride, stride)
+        )
+        return dx, dk.transpose(1, 2, 0, 3)
+    b, c = x.shape[0], x.shape[-1]
+    rows = dy.reshape(-1, dy.shape[-1])
+
+    def tap(i, j):  # the inputs that kernel tap (i, j) multiplies, one row per output pixel
+        end = (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c)
+        seen = jax.lax.slice(padded, (0, i, j, 0), end, (1, stride, stride, 1))
+        return jnp.tensordot(seen.reshape(-1, c), rows, axes=(0, 0))
+
+    return dx, jnp.stack([jnp.stack([tap(i, j) for j in range(kw)]) for i in range(kh)])
+
+
+_conv2d.defvjp(_conv2d_forward, _conv2d_backward)
+
+
+class Conv(nn.Module):
+    """Conv2d with bias and explicit integer padding (parameters named as flax's nn.Conv's)."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    padding: int = 0
+    kernel_init: Callable = generator_kernel_init
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k, p = self.kernel_size, self.padding
+        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return conv2d(x, kernel, self.stride, ((p, p), (p, p))) + bias
+
+
+def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, name: str | None = None) -> Conv:
     """A generator convolution with the reference's init and explicit padding."""
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-        kernel_init=generator_kernel_init,
-        name=name,
-    )
+    return Conv(features, kernel, stride, padding, name=name)
 
 
 class UpsampleConv(nn.Module):
@@ -88,10 +182,7 @@ class UpsampleConv(nn.Module):
                     rows.append(jnp.stack(cols))
                 phases.append(jnp.stack(rows))  # (2, 2, in, out)
         phase_kernel = jnp.concatenate(phases, axis=-1)  # (2, 2, in, 4 out), phase-major
-        padded = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
-        y = jax.lax.conv_general_dilated(
-            padded, phase_kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
-        )
+        y = conv2d(x, phase_kernel, 1, ((0, 1), (0, 1)))
         b_, h, w_, _ = y.shape
         y = (
             y.reshape(b_, h, w_, 2, 2, self.features)
@@ -189,11 +280,6 @@ class SpectralConv(nn.Module):
         sigma = u @ (w @ v)
         if update_stats and not self.is_initializing():
             u_var.value = u
-        y = jax.lax.conv_general_dilated(
-            x,
-            kernel / sigma,
-            window_strides=(self.stride, self.stride),
-            padding=((self.padding, self.padding), (self.padding, self.padding)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        p = self.padding
+        y = conv2d(x, kernel / sigma, self.stride, ((p, p), (p, p)))
         return y + bias

@@ -3,7 +3,7 @@
 Masks arrive sorted (largest first) and padded to ins_max slots, and are cut into
 ins_max / ins_per chunks. Chunk k sees the image translated by chunks 0..k-1 and its own
 ins_per masks; memory is that of ins_per instances whatever ins_max is. The loop is a
-``lax.scan`` over the chunk axis (see scan_chunks for CPU), compiled once per shape.
+``lax.scan`` over the chunk axis, compiled once per shape.
 """
 
 from __future__ import annotations
@@ -18,17 +18,14 @@ from instagan_jax import masks as masks_lib
 Generator = Callable[[jax.Array], jax.Array]  # (B, H, W, 3 + P) -> (B, H, W, 3 + P)
 
 
-def scan_chunks(body, init, xs, unroll: bool | None = None):
-    """``lax.scan`` over the chunk axis, unrolled on CPU unless told otherwise.
+def scan_chunks(body, init, xs, unroll: bool = False):
+    """``lax.scan`` over the chunk axis: one compiled body, the memory of one chunk.
 
-    XLA's CPU backend runs convolutions inside a while loop about 6 times slower than the
-    same convolutions in straight-line code (measured: 7.2 s vs 1.1 s for one InstaGAN
-    chunk update), so on CPU the chunks are unrolled, at the price of compile time and of
-    memory that grows with the chunk count. Accelerators keep the rolled loop, whose
-    memory is that of one chunk whatever ins_max is.
+    ``unroll=True`` traces the body once per chunk instead (for comparisons: it compiles
+    longer and holds every chunk's activations). Both run at the same speed on CPU too, since
+    ``layers.conv2d`` writes convolution gradients in the form XLA's CPU backend runs fast
+    inside a while loop (with autodiff's own form the rolled loop was 6x slower).
     """
-    if unroll is None:
-        unroll = jax.default_backend() == "cpu"
     length = jax.tree.leaves(xs)[0].shape[0]
     if unroll and length == 1:  # lax.scan keeps a one-trip loop even when asked to unroll
         carry, out = body(init, jax.tree.map(lambda x: x[0], xs))
@@ -37,7 +34,7 @@ def scan_chunks(body, init, xs, unroll: bool | None = None):
 
 
 def translate(
-    generate: Generator, images: jax.Array, masks: jax.Array, ins_per: int, unroll: bool | None = None
+    generate: Generator, images: jax.Array, masks: jax.Array, ins_per: int, unroll: bool = False
 ) -> tuple[jax.Array, jax.Array]:
     """Inference: returns the translated images (B, H, W, 3) and masks (B, H, W, ins_max).
 

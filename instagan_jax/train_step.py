@@ -51,7 +51,7 @@ class StepConfig:
     niter: int = 100_000  # steps at constant learning rate
     niter_decay: int = 100_000  # then steps of linear decay to 0
     pool_size: int = 50
-    scan_unroll: bool | None = None  # unroll the chunk scan; None = on CPU only (see sequential.scan_chunks)
+    scan_unroll: bool = False  # trace the chunk scan once per chunk (see sequential.scan_chunks)
 
     def __post_init__(self):
         if self.ins_per <= 0 or self.ins_max <= 0 or self.ins_max % self.ins_per:
