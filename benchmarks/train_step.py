@@ -73,7 +73,8 @@ def measure(args, ins_max: int) -> dict:
         "ins_max": ins_max, "ins_per": cfg.ins_per, "batch_size_per_device": args.batch_size,
         "step_time_s": float(np.median(times)), "compile_time_s": compile_time, "memory_bytes": memory_bytes,
         "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
-        "flops": float(cost.get("flops", float("nan"))) if cost else None,
+        # XLA counts a rolled loop's body once: scale by the chunk count (the rest of the step is tiny)
+        "flops": float(cost.get("flops", float("nan"))) * (1 if cfg.scan_unroll else cfg.num_chunks) if cost else None,
         "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "unroll": args.unroll,
     }  # fmt: skip
 
