@@ -18,7 +18,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from instagan_jax import parallel, train
+from instagan_jax import cli, parallel, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and the config.", required=True)
@@ -39,6 +39,7 @@ class _QuietOrbax:
 
 def main(argv):
     pylogging.getLogger("absl").addFilter(_QuietOrbax())
+    cli.enable_compilation_cache()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:

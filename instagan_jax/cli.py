@@ -1,4 +1,5 @@
-"""How the command-line tools end on bad input: one line, ``error: <message naming the file>``, exit 1.
+"""What every command-line tool does around its main: keep compiled programs on disk, and end
+bad input in one line, ``error: <message naming the file>``, exit status 1.
 
 Input errors are the user's to fix and their messages say what and where; a traceback
 through orbax or PIL would only hide that. Any other exception is a bug and keeps its traceback.
@@ -6,8 +7,10 @@ through orbax or PIL would only hide that. Any other exception is a bug and keep
 
 from __future__ import annotations
 
+import os
 import sys
 
+import jax
 from absl import app
 
 from instagan_jax.checkpoint import CheckpointError
@@ -18,10 +21,28 @@ from instagan_jax.torch_pickle import TorchFileError
 INPUT_ERRORS = (CheckpointError, DataError, NotInstaGANError, TorchFileError, FileNotFoundError)
 
 
+CACHE_VARIABLE = "INSTAGAN_JAX_COMPILATION_CACHE"
+
+
+def enable_compilation_cache() -> str | None:
+    """JAX's persistent compilation cache, so that a second start of the same step skips compiling.
+
+    The folder is $INSTAGAN_JAX_COMPILATION_CACHE (empty: off), by default
+    ~/.cache/instagan_jax/xla; returns it (None when off).
+    """
+    folder = os.environ.get(CACHE_VARIABLE, os.path.join(os.path.expanduser("~"), ".cache", "instagan_jax", "xla"))
+    if not folder:
+        return None
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return folder
+
+
 def run(main) -> None:
-    """``absl.app.run(main)``, with INPUT_ERRORS printed as one line and exit status 1."""
+    """``absl.app.run(main)`` with the compilation cache on, and INPUT_ERRORS as one line and exit status 1."""
 
     def guarded(argv):
+        enable_compilation_cache()
         try:
             return main(argv)
         except INPUT_ERRORS as e:
