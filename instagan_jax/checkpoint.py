@@ -45,12 +45,17 @@ def _reading(workdir: str, step: int, item: str):
     except CheckpointError:
         raise
     except Exception as e:  # noqa: BLE001 - damaged files fail anywhere in the stack; name the folder
-        folder = os.path.join(checkpoint_dir(workdir), str(step))
-        raise CheckpointError(f"{folder}: cannot read its {item} ({type(e).__name__}: {str(e)[:300]})") from e
+        raise CheckpointError(
+            f"{step_dir(workdir, step)}: cannot read its {item} ({type(e).__name__}: {str(e)[:300]})"
+        ) from e
 
 
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+
+
+def step_dir(workdir: str, step: int) -> str:
+    return os.path.join(checkpoint_dir(workdir), str(step))
 
 
 def manager(
@@ -93,7 +98,7 @@ def move_aside(workdir: str, step: int) -> str:
         suffix += 1
     target = target if not suffix else f"{target}.{suffix}"
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    os.rename(os.path.join(checkpoint_dir(workdir), str(step)), target)
+    os.rename(step_dir(workdir, step), target)
     return target
 
 
@@ -136,7 +141,7 @@ def load_networks(
             )
         with _reading(workdir, step, "networks"):
             stored = mngr.item_metadata(step)["networks"]
-            _check_stored_shapes(stored, spec, os.path.join(checkpoint_dir(workdir), str(step)))
+            _check_stored_shapes(stored, spec, step_dir(workdir, step))
             target = _single_device_target(stored)
             networks = mngr.restore(step, args=ocp.args.Composite(networks=ocp.args.StandardRestore(target)))[
                 "networks"
@@ -188,8 +193,7 @@ def load_config(workdir: str, step: int | None = None) -> dict:
                 ) from e
             raise
     if not isinstance(config, dict):
-        folder = os.path.join(checkpoint_dir(workdir), str(step))
-        raise CheckpointError(f"{folder}: its config is a {type(config).__name__}, not an object")
+        raise CheckpointError(f"{step_dir(workdir, step)}: its config is a {type(config).__name__}, not an object")
     return config
 
 

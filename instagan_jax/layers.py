@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -164,18 +163,18 @@ _conv2d.defvjp(_conv2d_forward, _conv2d_backward)
 
 
 class Conv(nn.Module):
-    """Conv2d with bias and explicit integer padding (parameters named as flax's nn.Conv's)."""
+    """A generator Conv2d with bias, the reference's init and explicit integer padding (parameters
+    named as flax's nn.Conv's)."""
 
     features: int
     kernel_size: int
     stride: int = 1
     padding: int = 0
-    kernel_init: Callable = generator_kernel_init
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k, p = self.kernel_size, self.padding
-        kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        kernel = self.param("kernel", generator_kernel_init, (k, k, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         return conv2d(x, kernel, self.stride, ((p, p), (p, p))) + bias
 

@@ -250,11 +250,11 @@ def _storage_array(ref: _StorageRef, raw, path: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=ref.dtype.newbyteorder("<"), count=ref.numel)
 
 
-def _state_dict(result, storages: dict, path: str) -> dict[str, np.ndarray]:
+def _state_dict(result, storages: dict, path: str, file_size: int) -> dict[str, np.ndarray]:
     """{key: array} of the unpickled state dict, with every tensor checked and copied out."""
     if not isinstance(result, dict):
         raise TorchFileError(f"{path}: holds {_short(result)}, not a state dict")
-    budget = _Budget(path, os.path.getsize(path))
+    budget = _Budget(path, file_size)
     state = {}
     for key, value in result.items():
         if not isinstance(key, str):
@@ -292,7 +292,7 @@ def _read_zip(path: str, file_size: int) -> dict:
             key: _storage_array(ref, member(f"{prefix}data/{key}", f"storage {key!r}", file_size), path)
             for key, ref in refs.items()
         }
-    return _state_dict(result, storages, path)
+    return _state_dict(result, storages, path, file_size)
 
 
 def _read_legacy(path: str, file_size: int) -> dict:
@@ -340,7 +340,7 @@ def _read_legacy(path: str, file_size: int) -> dict:
     missing = sorted(set(refs) - set(storages))
     if missing:
         raise TorchFileError(f"{path}: storages {missing[:5]} are declared by tensors but not stored")
-    return _state_dict(result, storages, path)
+    return _state_dict(result, storages, path, file_size)
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
