@@ -9,6 +9,7 @@ all-reduce: no process ever averages parameters after a local update.
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import jax
@@ -17,10 +18,16 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+from orbax.checkpoint import multihost
 
 from instagan_jax import train_step as ts
 
 DATA_AXIS = "data"
+
+# How long a process waits for the others at a barrier: one process building the dataset,
+# or compiling the step on a slower or busier host, can be minutes behind.
+BARRIER_TIMEOUT_S = 3600
+_barriers = itertools.count()  # every process passes the same barriers in the same order
 
 # Variables that mean "this process is one of several": set by JAX's own launch convention,
 # by SLURM (srun), by Open MPI (mpirun), and on multi-host Cloud TPU VMs.
@@ -90,8 +97,22 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, ja
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
 
 
+def wait_for_every_process(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
+    """Blocks until every process has got here (a no-op in a single-process run).
+
+    A barrier of the coordination service, not ``multihost_utils.sync_global_devices``: that
+    one is a collective, and on CPU the collectives (gloo) give up when a peer arrives more
+    than 30 s later, which a process that builds the dataset or compiles more slowly does.
+    The same holds for the first run of any program with collectives: compile it on every
+    process, then pass a barrier, then run it.
+    """
+    if jax.process_count() > 1:
+        multihost.get_barrier_sync_fn()(key=f"instagan_jax/{next(_barriers)}/{name}", timeout_ms=timeout_s * 1000)
+
+
 def every_process(value: int) -> list[int]:
-    """``value`` as seen by each process, in process order (a collective: all must call it)."""
+    """``value`` as seen by each process, in process order (all must call it)."""
     if jax.process_count() == 1:
         return [int(value)]
+    wait_for_every_process("every_process")  # the gather below is a collective: start it together
     return [int(x) for x in np.ravel(multihost_utils.process_allgather(np.int64(value)))]

@@ -10,6 +10,7 @@ keeping the last good checkpoint).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import signal
@@ -22,7 +23,6 @@ import orbax.checkpoint as ocp
 import tensorflow as tf
 from absl import logging
 from clu import metric_writers
-from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from instagan_jax import checkpoint, input_pipeline, parallel, summaries
@@ -105,8 +105,7 @@ def prepare_dataset(config, workdir: str):
     # Process 0 generates the dataset first; the others then find it (or, on hosts without a
     # shared data_dir, generate their own copy) instead of racing to write the same files.
     builder = prepare() if jax.process_index() == 0 else None
-    if jax.process_count() > 1:
-        multihost_utils.sync_global_devices("dataset prepared")
+    parallel.wait_for_every_process("dataset prepared")
     return builder or prepare()
 
 
@@ -278,8 +277,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
         return state
 
     train_iterator, picture_batch = build_data(config, workdir)
-    batches = train_iterator(start * config.batch_size)
-    step_fn = parallel.sharded_train_step(cfg, mesh)
+    batches = map(_device_batch, train_iterator(start * config.batch_size))
+    first = next(batches)
+    batches = itertools.chain([first], batches)
+    # Compile everything that runs between collectives before the processes start stepping
+    # together: the step, and the chief's picture (a host whose compile takes longer would
+    # otherwise keep the others waiting inside a collective, which on CPU times out).
+    step_fn = parallel.sharded_train_step(cfg, mesh).lower(state, parallel.global_batch(first, mesh)).compile()
+    if is_chief:
+        translation_picture(cfg, state, picture_batch)
+    parallel.wait_for_every_process("compiled")
     if is_chief:
         with open(os.path.join(workdir, "config.json"), "w") as f:  # for people; checkpoints hold their own copy
             f.write(config.to_json_best_effort(indent=1))
@@ -299,8 +306,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> ts.Tr
     last_good, timer = start, (time.perf_counter(), start)
     try:
         for step in range(start + 1, config.num_train_steps + 1):
-            local = _device_batch(next(batches))
-            batch = parallel.global_batch(local, mesh)
+            batch = parallel.global_batch(next(batches), mesh)
             state, metrics = step_fn(state, batch)
             progress.update(1)
             if step % config.log_every_steps == 0 or step == config.num_train_steps:
