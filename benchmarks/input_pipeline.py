@@ -39,8 +39,8 @@ def pipeline_rate(builder, phase, size, ins_max, batch_size, seconds, decode_onc
     count, masks, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         batch = next(it)
-        count += len(batch["id_a"])
-        masks += int(batch["count_a"].sum() + batch["count_b"].sum())
+        count += len(batch["id_A"])
+        masks += int(batch["count_A"].sum() + batch["count_B"].sum())
     elapsed = time.perf_counter() - start
     return {
         "examples_per_s": count / elapsed,

@@ -62,8 +62,8 @@ def main():
     model = build_model(args.reference, args)
     batch = synthetic_batch(args.batch_size, args.size, args.ins_max)
     nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
-    model.set_input({"A": nchw(batch["image_a"]), "B": nchw(batch["image_b"]), "A_segs": nchw(batch["masks_a"]),
-                     "B_segs": nchw(batch["masks_b"]), "A_paths": [], "B_paths": []})  # fmt: skip
+    model.set_input({"A": nchw(batch["image_A"]), "B": nchw(batch["image_B"]), "A_segs": nchw(batch["masks_A"]),
+                     "B_segs": nchw(batch["masks_B"]), "A_paths": [], "B_paths": []})  # fmt: skip
     model.optimize_parameters()  # warm-up
     times = []
     for _ in range(args.steps):

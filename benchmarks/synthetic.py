@@ -13,4 +13,4 @@ def synthetic_batch(batch_size: int, size: int, ins_max: int, seed: int = 0) -> 
             cy, cx, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(size / 10, size / 4)
             masks[b, ..., i] = np.where((y - cy) ** 2 + (x - cx) ** 2 <= r * r, 1.0, -1.0)
     image = lambda: rng.uniform(-1, 1, (batch_size, size, size, 3)).astype(np.float32)
-    return {"image_a": image(), "masks_a": masks, "image_b": image(), "masks_b": masks[::-1].copy()}
+    return {"image_A": image(), "masks_A": masks, "image_B": image(), "masks_B": masks[::-1].copy()}

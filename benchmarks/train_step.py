@@ -146,7 +146,8 @@ def scaling(args) -> None:
             env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", CUDA_VISIBLE_DEVICES="")
             subprocess.run([sys.executable, __file__, *base, "--json", out.name], env=env, check=True,
                            stdout=subprocess.DEVNULL)  # fmt: skip
-            r = json.load(open(out.name))[0]
+            with open(out.name) as f:
+                r = json.load(f)[0]
         r["global_batch"] = r["batch_size_per_device"] * n
         records.append(r)
         print(f"{n:>7} {r['global_batch']:>6} {r['step_time_s']:>8.3f} {r['global_batch'] / r['step_time_s']:>10.2f}")

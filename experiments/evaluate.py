@@ -22,7 +22,8 @@ from absl import app, flags, logging
 from clu import metric_writers
 from tqdm import tqdm
 
-from instagan_jax import checkpoint, cli, evaluation, input_pipeline, summaries, train
+from instagan_jax import charts, checkpoint, cli, domains, evaluation, input_pipeline, summaries
+from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
 
 flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
@@ -34,12 +35,10 @@ flags.DEFINE_string("out_dir", None, "Where the pictures and index.html go; WORK
 flags.DEFINE_integer("grid_rows", 8, "Examples shown per direction.")
 FLAGS = flags.FLAGS
 
-DIRECTIONS = (("AtoB", "a", "A", "B"), ("BtoA", "b", "B", "A"))
-
 
 def held_out_examples(config, workdir: str, phase: str, limit: int) -> dict[str, np.ndarray]:
-    """{image_a, masks_a, image_b, masks_b}: the first ``limit`` images of each domain, at fine_size."""
-    builder = train.prepare_dataset(config, workdir)
+    """{image_A, masks_A, image_B, masks_B}: the first ``limit`` images of each domain, at fine_size."""
+    builder = training_data.prepare_dataset(config, workdir)
     if f"{phase}A" not in builder.info.splits:
         raise app.UsageError(f"{builder.name} has no split {phase}A (splits: {sorted(builder.info.splits)})")
     splits = {x: input_pipeline.read_split(builder, f"{phase}{x}") for x in "AB"}
@@ -48,9 +47,9 @@ def held_out_examples(config, workdir: str, phase: str, limit: int) -> dict[str,
     for x, other in (("A", "B"), ("B", "A")):  # each domain read in order, paired with anything
         ds = input_pipeline.make_dataset(splits[x], splits[other], batch_size=64, load_size=fine, fine_size=fine,
                                          ins_max=config.ins_max, train=False)  # fmt: skip
-        chunks = [(b["image_a"], b["masks_a"]) for b in ds.as_numpy_iterator()]
-        out[f"image_{x.lower()}"] = np.concatenate([c[0] for c in chunks])[:limit]
-        out[f"masks_{x.lower()}"] = np.concatenate([c[1] for c in chunks])[:limit]
+        chunks = [(b["image_A"], b["masks_A"]) for b in ds.as_numpy_iterator()]
+        out[f"image_{x}"] = np.concatenate([c[0] for c in chunks])[:limit]
+        out[f"masks_{x}"] = np.concatenate([c[1] for c in chunks])[:limit]
     return out
 
 
@@ -63,12 +62,13 @@ def translate_all(translator: Translator, images, masks, direction: str, batch_s
 def score(config, data, outputs) -> dict:
     """Metrics per direction for one checkpoint."""
     scores = {}
-    for direction, x, source, target in DIRECTIONS:
+    for direction in domains.DIRECTIONS:
+        x, target = domains.source(direction), domains.target(direction)
         fake, fake_masks = outputs[direction]
         generated = fake_masks if config.model == "insta_gan" else None
         if config.dataset == "shapes":
             scores[direction] = evaluation.shapes_scores(
-                data[f"image_{x}"], data[f"masks_{x}"], fake, source, target, output_masks=generated
+                data[f"image_{x}"], data[f"masks_{x}"], fake, x, target, output_masks=generated
             )
         else:
             scores[direction] = {
@@ -83,7 +83,8 @@ def score(config, data, outputs) -> dict:
 
 def write_pictures(data, outputs, out_dir: str, step: int, rows: int) -> dict[str, str]:
     files = {}
-    for direction, x, _, _ in DIRECTIONS:
+    for direction in domains.DIRECTIONS:
+        x = domains.source(direction)
         fake, fake_masks = outputs[direction]
         images, masks = data[f"image_{x}"][:rows], data[f"masks_{x}"][:rows]
         grid = summaries.grid([
@@ -103,30 +104,30 @@ CHART_METRICS = ("shape_rate", "mask_shape_rate", "count_preservation", "backgro
 
 def write_curves(results: list[dict], out_dir: str) -> None:
     """learning_curves.png: the main scores of both directions against the checkpoint step."""
-    chart = summaries.scores_chart({"": results}, CHART_METRICS, "held-out scores by checkpoint step")
-    summaries.save_png(os.path.join(out_dir, "learning_curves.png"), chart)
+    charts.save(charts.learning_curves({"": [results]}, CHART_METRICS, "held-out scores by checkpoint step"),
+                os.path.join(out_dir, "learning_curves.png"))  # fmt: skip
 
 
 def write_scalars(results: list[dict], out_dir: str) -> None:
     """The scores as TensorBoard scalars (OUT_DIR is WORKDIR/eval by default: next to the training curves)."""
     writer = metric_writers.create_default_writer(out_dir)
     for r in results:
-        writer.write_scalars(r["step"], {f"{d}/{k}": v for d in ("AtoB", "BtoA") for k, v in r[d].items()})
+        writer.write_scalars(r["step"], {f"{d}/{k}": v for d in domains.DIRECTIONS for k, v in r[d].items()})
     writer.close()
 
 
 def write_html(path: str, workdir: str, results: list[dict], reference: dict | None) -> None:
-    metric_names = sorted({k for r in results for d in ("AtoB", "BtoA") for k in r[d]})
-    head = "".join(f"<th>{d} {html.escape(m)}</th>" for d in ("AtoB", "BtoA") for m in metric_names)
+    metric_names = sorted({k for r in results for d in domains.DIRECTIONS for k in r[d]})
+    head = "".join(f"<th>{d} {html.escape(m)}</th>" for d in domains.DIRECTIONS for m in metric_names)
     body = ""
     for r in results:
-        cells = "".join(f"<td>{r[d].get(m, float('nan')):.3f}</td>" for d in ("AtoB", "BtoA") for m in metric_names)
+        cells = "".join(f"<td>{r[d].get(m, float('nan')):.3f}</td>" for d in domains.DIRECTIONS for m in metric_names)
         body += f"<tr><td>{r['step']}</td>{cells}</tr>\n"
     pictures = "".join(
         f"<h3>step {r['step']}, {d}</h3><p>input | input masks | translated | translated masks</p>"
         f"<img src='{r['pictures'][d]}'>"
         for r in results[-1:]
-        for d in ("AtoB", "BtoA")
+        for d in domains.DIRECTIONS
     )
     curves = "<h3>learning curves</h3><img src='learning_curves.png'>" if len(results) > 1 else ""
     ref = f"<p>Real target images score (the ceiling): {html.escape(json.dumps(reference))}</p>" if reference else ""
@@ -157,18 +158,20 @@ def main(argv):
     data = held_out_examples(config, workdir, FLAGS.phase or config.eval_phase, FLAGS.num_examples)
     reference = None
     if config.dataset == "shapes":
-        reference = {target: evaluation.reference_scores(data[f"image_{x}"], data[f"masks_{x}"], target)
-                     for x, target in (("b", "B"), ("a", "A"))}  # fmt: skip
+        reference = {x: evaluation.reference_scores(data[f"image_{x}"], data[f"masks_{x}"], x) for x in ("B", "A")}
     results = []
     for step in tqdm(steps, desc="evaluate", unit="checkpoint"):
         translator = Translator.from_workdir(workdir, step, ins_per=config.ins_per, ins_max=config.ins_max)
-        outputs = {d: translate_all(translator, data[f"image_{x}"], data[f"masks_{x}"], d) for d, x, _, _ in DIRECTIONS}
+        outputs = {}
+        for d in domains.DIRECTIONS:
+            x = domains.source(d)
+            outputs[d] = translate_all(translator, data[f"image_{x}"], data[f"masks_{x}"], d)
         result = {"step": step, **score(config, data, outputs)}
         result["pictures"] = write_pictures(data, outputs, out_dir, step, FLAGS.grid_rows)
         results.append(result)
-        logging.info("step %d: %s", step, json.dumps({d: result[d] for d in ("AtoB", "BtoA")}))
+        logging.info("step %d: %s", step, json.dumps({d: result[d] for d in domains.DIRECTIONS}))
     report = {"workdir": os.path.abspath(workdir), "model": config.model, "dataset": config.dataset,
-              "num_examples": len(data["image_a"]), "reference": reference, "results": results}  # fmt: skip
+              "num_examples": len(data["image_A"]), "reference": reference, "results": results}  # fmt: skip
     json_path = FLAGS.json or os.path.join(out_dir, "metrics.json")
     with open(json_path, "w") as f:
         json.dump(report, f, indent=1)
@@ -179,7 +182,7 @@ def main(argv):
     print(f"wrote {json_path} and {os.path.join(out_dir, 'index.html')}")
     for r in results:
         print(f"step {r['step']}: " + "  ".join(
-            f"{d} " + " ".join(f"{k}={v:.3f}" for k, v in r[d].items()) for d in ("AtoB", "BtoA")
+            f"{d} " + " ".join(f"{k}={v:.3f}" for k, v in r[d].items()) for d in domains.DIRECTIONS
         ))  # fmt: skip
 
 

@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from instagan_jax import checkpoint, summaries
+from instagan_jax import charts, checkpoint, domains
 
 flags.DEFINE_string("root", "runs/study", "One workdir per variant goes here.")
 flags.DEFINE_integer("steps", 400, "Training steps of every variant (the comparison point).")
@@ -71,7 +71,7 @@ def table(rows: list[tuple[str, dict]]) -> str:
     head = "| | " + " | ".join(f"A→B {c}" for c in COLUMNS) + " | " + " | ".join(f"B→A {c}" for c in COLUMNS) + " |"
     lines = [head, "|---" * (1 + 2 * len(COLUMNS)) + "|"]
     for label, result in rows:
-        cells = [cell(result[d], c) for d in ("AtoB", "BtoA") for c in COLUMNS]
+        cells = [cell(result[d], c) for d in domains.DIRECTIONS for c in COLUMNS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -87,15 +87,15 @@ def main(argv):
     pictures = os.path.join(FLAGS.root, "pictures")
     os.makedirs(pictures, exist_ok=True)
     last = main_report["results"][-1]
-    for direction in ("AtoB", "BtoA"):
+    for direction in domains.DIRECTIONS:
         shutil.copy(os.path.join(FLAGS.root, "insta_gan", "eval", last["pictures"][direction]), pictures)
-    curves = summaries.scores_chart({"": main_report["results"]}, ("shape_rate", "mask_shape_rate",
+    curves = charts.learning_curves({"": [main_report["results"]]}, ("shape_rate", "mask_shape_rate",
                                     "count_preservation"), "InstaGAN, held-out scores by step")  # fmt: skip
-    summaries.save_png(os.path.join(pictures, "learning_curves.png"), curves)
-    both = {"InstaGAN": main_report["results"], "CycleGAN": reports["cycle_gan"]["results"]}
+    charts.save(curves, os.path.join(pictures, "learning_curves.png"))
+    both = {"InstaGAN": [main_report["results"]], "CycleGAN": [reports["cycle_gan"]["results"]]}
     for metric in COMPARED:  # one chart each: four lines stay readable
-        chart = summaries.scores_chart(both, (metric,), f"{metric}: InstaGAN vs CycleGAN")
-        summaries.save_png(os.path.join(pictures, f"insta_vs_cycle_{metric}.png"), chart)
+        chart = charts.learning_curves(both, (metric,), f"{metric}: InstaGAN vs CycleGAN")
+        charts.save(chart, os.path.join(pictures, f"insta_vs_cycle_{metric}.png"))
     reference = main_report["reference"]
     text = [
         "# Shapes study", "",
@@ -112,7 +112,7 @@ def main(argv):
         f"## All variants after {FLAGS.steps} steps", "",
         table([(VARIANTS[name][0], at[name]) for name in VARIANTS]), "",
         f"## InstaGAN translations at step {last['step']} (input | masks | translated | masks)", "",
-        *(f"![{d}](pictures/{last['pictures'][d]})" for d in ("AtoB", "BtoA")), "",
+        *(f"![{d}](pictures/{last['pictures'][d]})" for d in domains.DIRECTIONS), "",
     ]  # fmt: skip
     with open(os.path.join(FLAGS.root, "results.md"), "w") as f:
         f.write("\n".join(text))

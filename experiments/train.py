@@ -13,12 +13,13 @@ Cloud TPU), which sets them; see the README's "Scale out".
 """
 
 import logging as pylogging
+import signal
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from instagan_jax import cli, parallel, train
+from instagan_jax import checkpoint, cli, parallel, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and the config.", required=True)
@@ -48,11 +49,11 @@ def main(argv):
         raise app.UsageError(str(e)) from e
     logging.info("config:\n%s", FLAGS.config)
     try:
-        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        train.train(FLAGS.config, FLAGS.workdir)
     except train.StopRequested as stop:
         logging.warning("stopped by %s after saving a checkpoint", stop)
-        sys.exit(130 if stop.signum == 2 else 0)
-    except (train.TrainingError, ValueError) as e:
+        sys.exit(130 if stop.signum == signal.SIGINT else 0)
+    except (train.TrainingError, checkpoint.CheckpointWriteError, ValueError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -14,7 +14,7 @@ from absl import app, flags
 from PIL import Image
 from tqdm import tqdm
 
-from instagan_jax import cli, image_io
+from instagan_jax import checks, cli, domains, image_io
 from instagan_jax import masks as masks_lib
 from instagan_jax.inference import Translator, prepare_masks
 
@@ -22,7 +22,9 @@ flags.DEFINE_string("workdir", None, "Workdir holding the checkpoint (trained or
 flags.DEFINE_integer("step", None, "Checkpoint step; the latest if unset.")
 flags.DEFINE_string("dataroot", None, "Dataset root in the authors' layout.", required=True)
 flags.DEFINE_string("phase", "test", "Folder prefix: {phase}A, {phase}A_seg, ...")
-flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"], "AtoB reads {phase}A with G_A; BtoA reads {phase}B with G_B.")
+flags.DEFINE_enum(
+    "direction", "AtoB", list(domains.DIRECTIONS), "AtoB reads {phase}A with G_A; BtoA reads {phase}B with G_B."
+)
 flags.DEFINE_integer("ins_per", 2, "Instances per sequential chunk.")
 flags.DEFINE_integer("ins_max", 20, "Instances translated at most (largest first).")
 flags.DEFINE_list("load_size", None, "H,W to resize to (bicubic); the images' own size if unset.")
@@ -45,11 +47,12 @@ def batches_of_equal_size(examples, batch_size):
 def main(argv):
     del argv
     size_hw = tuple(int(s) for s in FLAGS.load_size) if FLAGS.load_size else None
-    if size_hw is not None and (len(size_hw) != 2 or size_hw[0] % 4 or size_hw[1] % 4):
-        raise app.UsageError(f"--load_size must be H,W with both multiples of 4, got {FLAGS.load_size}")
+    if size_hw is not None:
+        if len(size_hw) != 2:
+            raise app.UsageError(f"--load_size must be H,W, got {FLAGS.load_size}")
+        checks.check_image_size(*size_hw, what="--load_size", error=app.UsageError)
     translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max)
-    domain = FLAGS.direction[0]
-    target = FLAGS.direction[-1]
+    domain, target = domains.source(FLAGS.direction), domains.target(FLAGS.direction)
     image_dir, mask_dir = image_io.domain_dirs(FLAGS.dataroot, FLAGS.phase, domain)
     paths = image_io.list_images(image_dir)
     mask_index = image_io.index_masks(mask_dir)
@@ -59,8 +62,9 @@ def main(argv):
         for path in paths:
             stem = image_io.image_stem(path)
             image, masks = image_io.read_example(path, mask_index.get(stem, []), size_hw)
-            if image.shape[0] % 4 or image.shape[1] % 4:
-                raise image_io.DataError(f"{path}: size {image.shape[:2]} is not a multiple of 4; pass --load_size")
+            checks.check_image_size(
+                *image.shape[:2], what=f"{path} (pass --load_size to resize)", error=image_io.DataError
+            )
             yield stem, image, prepare_masks(masks, FLAGS.ins_max)
 
     with tqdm(total=len(paths), desc=f"translate {FLAGS.direction}", unit="img") as progress:

@@ -22,7 +22,9 @@ import shutil
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
+from instagan_jax import parallel
 from instagan_jax.models import ModelSpec, abstract_networks
 
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -35,6 +37,14 @@ TRAIN_ITEMS = ("networks", "model_spec", "trainer", "config")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used, with its folder and the item in the message."""
+
+
+class ResumeError(CheckpointError):
+    """A workdir that training must not resume from as it is (it says why and what to do)."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, read-only); says which ones are intact."""
 
 
 @contextlib.contextmanager
@@ -207,25 +217,20 @@ def _split_train_state(state) -> tuple[dict, dict]:
     return networks, trainer
 
 
-def save_train_state(mngr: ocp.CheckpointManager, step: int, state, config) -> None:
-    """Saves the full train state (asynchronously) as checkpoint ``step``, with its config."""
+def save_train_state(mngr: ocp.CheckpointManager, step: int, state, spec: ModelSpec, config: dict) -> None:
+    """Saves the full train state (asynchronously) as checkpoint ``step``, with its spec and config."""
     if jax.process_index() == 0:
         purge_deleted(mngr)
     networks, trainer = _split_train_state(state)
-    spec = dataclasses.asdict(state_spec(config))
     mngr.save(
         step,
         args=ocp.args.Composite(
             networks=ocp.args.StandardSave(networks),
             trainer=ocp.args.StandardSave(trainer),
-            model_spec=ocp.args.JsonSave(spec),
-            config=ocp.args.JsonSave(config.to_dict() if hasattr(config, "to_dict") else dict(config)),
+            model_spec=ocp.args.JsonSave(dataclasses.asdict(spec)),
+            config=ocp.args.JsonSave(config),
         ),
     )
-
-
-def state_spec(config) -> ModelSpec:
-    return ModelSpec(model=config.model, ngf=config.ngf, ndf=config.ndf, n_blocks=config.n_blocks)
 
 
 def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract_state, sharding):
@@ -245,3 +250,79 @@ def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract_state, 
         spectral={name: networks[name]["spectral"] for name in abstract_state.spectral},
         **trainer,
     )
+
+
+# --- resuming a training run -------------------------------------------------------------
+
+
+def restore_newest_readable(mngr: ocp.CheckpointManager, workdir: str, abstract_state, sharding, check_config):
+    """The train state of the newest checkpoint that restores, or None for a new run.
+
+    ``check_config(saved_config)`` may refuse a checkpoint trained with another setup.
+    Unreadable newer checkpoints (truncated, corrupted) are moved to
+    WORKDIR/unreadable_checkpoints with a warning; if none restores, nothing is moved and
+    training refuses to start over (ResumeError). All processes must reach the same answer.
+    """
+    unreadable, found, state = [], None, None
+    for step in reversed(mngr.all_steps()):
+        try:
+            saved_config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        except Exception as e:  # noqa: BLE001 - any damage: try the one before
+            unreadable.append((step, e))
+            continue
+        check_config(saved_config)
+        try:
+            state = restore_train_state(mngr, step, abstract_state, sharding)
+        except Exception as e:  # noqa: BLE001
+            unreadable.append((step, e))
+            continue
+        found = step
+        break
+    _check_every_process_restored(found if found is not None else (_NONE_READABLE if unreadable else _NEW_RUN), workdir)
+    if found is None and unreadable:
+        listing = "; ".join(f"{step}: {type(e).__name__}: {e}" for step, e in unreadable)
+        raise ResumeError(
+            f"no checkpoint in {checkpoint_dir(workdir)} can be restored ({listing}); refusing to start "
+            "over in a workdir with a history: use a new --workdir, or move the checkpoints away"
+        )
+    if found is None:
+        return None
+    for bad, error in unreadable:
+        moved = move_aside(workdir, bad) if jax.process_index() == 0 else "(moved by process 0)"
+        logging.warning("checkpoint %d in %s is unreadable (%s: %s); moved to %s", bad,
+                        checkpoint_dir(workdir), type(error).__name__, error, moved)  # fmt: skip
+    if unreadable:
+        mngr.reload()
+    logging.info("resumed from %s/%d", checkpoint_dir(workdir), found)
+    return state
+
+
+_NEW_RUN, _NONE_READABLE = -1, -2  # what a process found, besides a step
+
+
+def _check_every_process_restored(outcome: int, workdir: str) -> None:
+    """Refuses to go on if the processes of a multi-host run restored different steps (e.g. a
+    shared filesystem that one host sees damaged): they would train diverged copies."""
+    outcomes = parallel.every_process(outcome)
+    if len(set(outcomes)) > 1:
+        names = {_NEW_RUN: "no checkpoint", _NONE_READABLE: "none readable"}
+        found = ", ".join(f"process {i}: {names.get(o, f'step {o}')}" for i, o in enumerate(outcomes))
+        raise ResumeError(
+            f"the processes disagree about which checkpoint in {checkpoint_dir(workdir)} restores "
+            f"({found}); every host must see the same checkpoint files. Nothing was moved or written"
+        )
+
+
+@contextlib.contextmanager
+def explained_write_errors(mngr: ocp.CheckpointManager, workdir: str, what: str):
+    """Turns a failed checkpoint write (disk full, read-only, ...) into a CheckpointWriteError saying what survived."""
+    try:
+        yield
+    except Exception as e:
+        with contextlib.suppress(Exception):  # let earlier saves still in flight finish, if they can
+            mngr.wait_until_finished()
+        raise CheckpointWriteError(
+            f"could not write {what} to {checkpoint_dir(workdir)} ({type(e).__name__}: {e}); "
+            f"the complete checkpoints there are intact: steps {complete_steps(workdir)}. Free space or fix "
+            "permissions, then rerun the same command to resume from the newest"
+        ) from e

@@ -13,11 +13,9 @@ import functools
 import jax
 import numpy as np
 
-from instagan_jax import checkpoint, sequential
+from instagan_jax import checkpoint, checks, domains, sequential
 from instagan_jax import masks as masks_lib
 from instagan_jax.models import ModelSpec
-
-GENERATOR_OF_DIRECTION = {"AtoB": "G_A", "BtoA": "G_B"}
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "ins_per"))
@@ -48,8 +46,7 @@ class Translator:
     ins_max: int = 20
 
     def __post_init__(self):
-        if self.ins_per <= 0 or self.ins_max <= 0 or self.ins_max % self.ins_per:
-            raise ValueError(f"ins_max ({self.ins_max}) must be a positive multiple of ins_per ({self.ins_per})")
+        checks.check_chunking(self.ins_max, self.ins_per)
 
     @classmethod
     def from_workdir(cls, workdir: str, step: int | None = None, **kwargs) -> Translator:
@@ -58,12 +55,9 @@ class Translator:
 
     def translate_batch(self, images, masks, direction: str = "AtoB") -> tuple[np.ndarray, np.ndarray]:
         """images (B, H, W, 3) and prepared masks (B, H, W, ins_max) -> translated, as numpy."""
-        if direction not in GENERATOR_OF_DIRECTION:
-            raise ValueError(f"direction must be AtoB or BtoA, got {direction!r}")
         images, masks = np.asarray(images, np.float32), np.asarray(masks, np.float32)
-        if images.shape[1] % 4 or images.shape[2] % 4:
-            raise ValueError(f"image height and width must be multiples of 4, got {images.shape[1:3]}")
-        variables = self.generators[GENERATOR_OF_DIRECTION[direction]]
+        checks.check_image_size(*images.shape[1:3])
+        variables = self.generators[domains.generator(direction)]
         out_images, out_masks = translate_arrays(self.spec, variables, images, masks, self.ins_per)
         return np.asarray(out_images), np.asarray(out_masks)
 

@@ -187,7 +187,7 @@ def make_dataset(
     train: bool = True,
     decode_once: bool = True,
 ) -> tf.data.Dataset:
-    """Batches of {image_a, masks_a, count_a, id_a, image_b, ...}, position = examples consumed globally.
+    """Batches of {image_A, masks_A, count_A, id_A, image_B, ...}, position = examples consumed globally.
 
     With ``train=False`` the stream is A in order (paired with B in order), without crop
     (fine_size must equal load_size) or flip, and ends after one pass over A. With
@@ -211,8 +211,8 @@ def make_dataset(
         aug_seed = tf.stack([tf.cast(seed, tf.int64), position])
         out = {}
         for name, split, read, index, stream in (
-            ("a", split_a, read_a, index_a, 0),
-            ("b", split_b, read_b, index_b, 1),
+            ("A", split_a, read_a, index_a, 0),
+            ("B", split_b, read_b, index_b, 1),
         ):
             ex = augment(read(index), aug_seed + 4 * stream, flip=train, **options)
             out.update({f"{k}_{name}": v for k, v in ex.items()})

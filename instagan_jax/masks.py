@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from instagan_jax import checks
+
 
 def slot_validity(masks: jax.Array) -> jax.Array:
     """(B, H, W, N) -> (B, N) bool: does the slot hold any instance pixel?
@@ -35,8 +37,7 @@ def order_and_pad(masks: jax.Array, ins_max: int) -> jax.Array:
 def split_chunks(masks: jax.Array, ins_per: int) -> jax.Array:
     """(B, H, W, ins_max) -> (ins_max / ins_per, B, H, W, ins_per), the scan's leading axis."""
     b, h, w, n = masks.shape
-    if n % ins_per:
-        raise ValueError(f"ins_max={n} is not a multiple of ins_per={ins_per}")
+    checks.check_chunking(n, ins_per)
     return masks.reshape(b, h, w, n // ins_per, ins_per).transpose(3, 0, 1, 2, 4)
 
 

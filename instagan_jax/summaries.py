@@ -1,9 +1,10 @@
-"""Pictures for TensorBoard and reports: image grids with instance masks drawn in colour."""
+"""Pictures for TensorBoard and reports: image grids with instance masks drawn in colour
+(charts of scores are in charts.py)."""
 
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 # distinct colours for up to 20 instances, then they repeat
 _PALETTE = np.array(
@@ -12,9 +13,6 @@ _PALETTE = np.array(
      [128, 0, 0], [170, 255, 195], [128, 128, 0], [255, 215, 180], [0, 0, 128], [128, 128, 128]],
     np.float32,
 ) / 255.0  # fmt: skip
-
-
-_LINE_COLOURS = _PALETTE[[0, 3, 1, 4, 5, 12, 19, 14]]  # the ones readable and distinct as thin lines on white
 
 
 def to_unit(x: np.ndarray) -> np.ndarray:
@@ -53,54 +51,6 @@ def translation_rows(real, real_masks, fake, fake_masks, rec, rec_masks) -> list
          to_unit(rec[i]), colour_masks(rec_masks[i])]
         for i in range(real.shape[0])
     ]  # fmt: skip
-
-
-def curves_chart(steps, series: dict[str, list[float]], title: str, size=(480, 300)) -> np.ndarray:
-    """A line chart of scores in [0, 1] against steps, as an (H, W, 3) picture in [0, 1].
-
-    Drawn with PIL so that reports need no plotting library; one colour per series, legend on the right.
-    """
-    font = ImageFont.load_default(size=12)
-    legend_w = 40 + max(font.getlength(name) for name in series)
-    width, height = size
-    left, top, plot_w, plot_h = 36, 22, int(width - legend_w - 40), height - 44
-    picture = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(picture)
-    draw.font = font
-    draw.text((left, 4), title, fill="black")
-    draw.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = top + plot_h * (1 - tick)
-        draw.line([left, y, left + plot_w, y], fill=(220, 220, 220))
-        draw.text((4, y - 6), f"{tick:.2f}", fill="black")
-    lo, hi = min(steps), max(steps)
-    x_of = lambda s: left + plot_w * ((s - lo) / (hi - lo) if hi > lo else 0.5)
-    for s in steps if len(steps) <= 10 else (lo, hi):
-        draw.text((x_of(s) - 10, top + plot_h + 4), str(s), fill="black")
-    for i, (name, values) in enumerate(series.items()):
-        colour = tuple(int(255 * c) for c in _LINE_COLOURS[i % len(_LINE_COLOURS)])
-        points = [(x_of(s), top + plot_h * (1 - float(np.clip(v, 0, 1)))) for s, v in zip(steps, values, strict=True)]
-        draw.line(points, fill=colour, width=2) if len(points) > 1 else None
-        for x, y in points:
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        draw.line([left + plot_w + 10, top + 8 + 16 * i, left + plot_w + 26, top + 8 + 16 * i], fill=colour, width=3)
-        draw.text((left + plot_w + 30, top + 2 + 16 * i), name, fill="black")
-    return np.asarray(picture, np.float32) / 255.0
-
-
-def scores_chart(runs: dict[str, list[dict]], metrics: tuple[str, ...], title: str, size=(640, 320)) -> np.ndarray:
-    """Chart of evaluate.py's results ({"step", "AtoB": {metric: score}, "BtoA": ...} per checkpoint)
-    for one or more runs with the same steps: a line per (run, direction, metric) the results hold.
-    Labels name the run unless its name is "" (a chart of one run)."""
-    steps = [r["step"] for r in next(iter(runs.values()))]
-    series = {}
-    for label, results in runs.items():
-        by_step = {r["step"]: r for r in results}
-        for d in ("AtoB", "BtoA"):
-            for m in metrics:
-                if m in by_step[steps[0]][d]:
-                    series[f"{label} {d.replace('to', '->')} {m}".strip()] = [by_step[s][d][m] for s in steps]
-    return curves_chart(steps, series, title, size)
 
 
 def save_png(path: str, picture: np.ndarray) -> None:

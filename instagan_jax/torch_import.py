@@ -174,11 +174,15 @@ def convert_checkpoint_dir(checkpoint_dir: str, epoch: str = "latest") -> tuple[
         fields.update(infer_discriminator_spec(states["D_A"], path("D_A")))
     spec = ModelSpec(**fields)
 
-    template = abstract_networks(spec)
-    networks = {}
-    for name, state in states.items():
-        entries = generator_entries(spec) if name.startswith("G") else discriminator_entries(spec)
-        if name.startswith("D") and not has_discriminators:
-            continue
-        networks[name] = fill_variables(template[name], entries, state, path(name))
+    networks = {
+        name: convert_state_dict(spec, name, state, path(name))
+        for name, state in states.items()
+        if name.startswith("G") or has_discriminators
+    }
     return spec, networks
+
+
+def convert_state_dict(spec: ModelSpec, name: str, state: dict[str, np.ndarray], source: str) -> dict:
+    """One authors' network (``name`` in G_A, G_B, D_A, D_B) as the Flax variables of ``spec``."""
+    entries = generator_entries(spec) if name.startswith("G") else discriminator_entries(spec)
+    return fill_variables(abstract_networks(spec)[name], entries, state, source)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from instagan_jax import image_pool, losses, sequential
+from instagan_jax import checks, image_pool, losses, sequential
 from instagan_jax import masks as masks_lib
 from instagan_jax.models import IMAGE_CHANNELS, ModelSpec, init_networks
 
@@ -54,8 +54,7 @@ class StepConfig:
     scan_unroll: bool = False  # trace the chunk scan once per chunk (see sequential.scan_chunks)
 
     def __post_init__(self):
-        if self.ins_per <= 0 or self.ins_max <= 0 or self.ins_max % self.ins_per:
-            raise ValueError(f"ins_max ({self.ins_max}) must be a positive multiple of ins_per ({self.ins_per})")
+        checks.check_chunking(self.ins_max, self.ins_per)
 
     @property
     def num_chunks(self) -> int:
@@ -105,8 +104,37 @@ def create_state(cfg: StepConfig, key: jax.Array, height: int, width: int, netwo
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Direction:
+    """Translation source -> target: the networks and state it uses (the reference's naming)."""
+
+    source: str  # "A": the domain translated
+    target: str
+    forward: str  # the generator translating source -> target
+    backward: str  # its inverse, for the cycle and identity terms
+    discriminator: str  # the discriminator judging fakes of the target
+    pool: str  # the image pool of fakes of the target (fed to that discriminator)
+    cycle_weight: str  # StepConfig field: lambda of the cycle term
+
+    def loss_names(self) -> dict[str, str]:
+        """Term -> loss name; the reference calls G_B(real_A)'s identity term idt_B."""
+        x, y = self.source, self.target
+        return {"G": f"G_{x}", "cyc": f"cyc_{x}", "idt": f"idt_{y}", "ctx": f"ctx_{x}", "D": f"D_{x}"}
+
+
+DIRECTIONS = (
+    Direction("A", "B", forward="G_A", backward="G_B", discriminator="D_A", pool="fake_B", cycle_weight="lambda_a"),
+    Direction("B", "A", forward="G_B", backward="G_A", discriminator="D_B", pool="fake_A", cycle_weight="lambda_b"),
+)
+
+
 def _select(pred: jax.Array, new, old):
     return jax.tree.map(lambda n, o: jnp.where(pred, n, o), new, old)
+
+
+def _adam_step(cfg: StepConfig, lr: jax.Array, params, grads, opt_state):
+    updates, opt_state = _adam(cfg).update(grads, opt_state)
+    return jax.tree.map(lambda w, u: w - lr * u, params, updates), opt_state
 
 
 def _present(cfg: StepConfig, chunk: jax.Array) -> jax.Array:
@@ -116,141 +144,167 @@ def _present(cfg: StepConfig, chunk: jax.Array) -> jax.Array:
     return jnp.any(masks_lib.slot_validity(chunk), axis=-1)
 
 
-def _chunk_step(
-    cfg: StepConfig, lr: jax.Array, state: TrainState, carry: dict, k: jax.Array, chunks: dict, batch: dict
-):
-    """One G update and one D update on chunk k; returns (state, carry, losses)."""
-    generator, discriminator = cfg.spec.generator(), cfg.spec.discriminator()
-    p = cfg.slots_per_chunk
-    present = {"A": _present(cfg, chunks["A"]), "B": _present(cfg, chunks["B"])}
-    # direction X -> Y: G translating X, its inverse, the D judging Y, the masks generated so far
-    directions = {"A": ("G_A", "G_B", "D_A", "fake_B", "lambda_a"), "B": ("G_B", "G_A", "D_B", "fake_A", "lambda_b")}
+def initial_carry(batch: dict) -> dict:
+    """What chunk 0 sees: the real images, and no generated masks yet (every slot empty)."""
+    return {
+        "image_A": batch["image_A"],
+        "image_B": batch["image_B"],
+        "masks_fake_B": -jnp.ones_like(batch["masks_A"]),  # masks G_A has generated so far
+        "masks_fake_A": -jnp.ones_like(batch["masks_B"]),
+    }
 
-    def generator_loss(g_params):
-        out, spectral = {}, dict(state.spectral)
-        for x, (g_fwd, g_bwd, d_name, fake_name, lam_name) in directions.items():
-            lam = getattr(cfg, lam_name)
-            forward = lambda v, name=g_fwd: generator.apply({"params": g_params[name]}, v)
-            backward = lambda v, name=g_bwd: generator.apply({"params": g_params[name]}, v)
-            real = jnp.concatenate([carry[f"image_{x}"], chunks[x]], axis=-1)
-            fake = forward(real)
-            rec = backward(fake)
-            fake_image, fake_masks = fake[..., :IMAGE_CHANNELS], fake[..., IMAGE_CHANNELS:]
-            # this chunk's live masks into slots k*p .. k*p+p-1, earlier chunks' stay stopped
-            generated = jax.lax.dynamic_update_slice_in_dim(carry[f"masks_{fake_name}"], fake_masks, k * p, axis=3)
-            fake_all = jnp.concatenate([fake_image, generated], axis=-1)
-            logits, new_spec = discriminator.apply(
-                {"params": state.params[d_name], "spectral": spectral[d_name]},
-                fake_all,
-                update_stats=True,
-                mutable=["spectral"],
+
+def generator_losses(cfg: StepConfig, d: Direction, g_params: dict, d_variables: dict, carry: dict, chunk, k):
+    """The generator terms of direction d on chunk k, per example: (terms, D's spectral, fake).
+
+    ``fake`` is the translated image with every mask generated so far (earlier chunks'
+    stopped, this chunk's live in slots k*p .. k*p+p-1): what the discriminator judges.
+    """
+    generator = cfg.spec.generator()
+    forward = lambda v: generator.apply({"params": g_params[d.forward]}, v)
+    backward = lambda v: generator.apply({"params": g_params[d.backward]}, v)
+    lam = getattr(cfg, d.cycle_weight)
+    real = jnp.concatenate([carry[f"image_{d.source}"], chunk], axis=-1)
+    translated = forward(real)
+    fake_image, fake_masks = translated[..., :IMAGE_CHANNELS], translated[..., IMAGE_CHANNELS:]
+    generated = jax.lax.dynamic_update_slice_in_dim(
+        carry[f"masks_{d.pool}"], fake_masks, k * cfg.slots_per_chunk, axis=3
+    )
+    fake = jnp.concatenate([fake_image, generated], axis=-1)
+    logits, mutated = cfg.spec.discriminator().apply(d_variables, fake, update_stats=True, mutable=["spectral"])
+    terms = {
+        "G": losses.adversarial(logits, True, cfg.gan_loss),
+        "cyc": losses.l1(backward(translated), real) * lam,
+        "idt": losses.l1(backward(real), real) * lam * cfg.lambda_idt,
+    }
+    if cfg.spec.uses_masks:
+        ctx = losses.context_preserving(carry[f"image_{d.source}"], fake_image, chunk, fake_masks)
+        terms["ctx"] = ctx * lam * cfg.lambda_ctx
+    else:
+        terms["ctx"] = jnp.zeros_like(terms["G"])
+    return terms, mutated["spectral"], fake
+
+
+def update_generators(cfg: StepConfig, lr, state: TrainState, carry: dict, chunks: dict, present: dict, k):
+    """One Adam step on both generators with the summed losses of both directions.
+
+    Returns (new generator params, new opt_g, spectral states after the generators' D
+    passes, {loss name: value}, {source domain: fake}). Nothing moves if no example of
+    the batch has an instance in this chunk.
+    """
+
+    def total_loss(g_params):
+        spectral, named, fakes = dict(state.spectral), {}, {}
+        for d in DIRECTIONS:
+            d_variables = {"params": state.params[d.discriminator], "spectral": spectral[d.discriminator]}
+            terms, spectral[d.discriminator], fakes[d.source] = generator_losses(
+                cfg, d, g_params, d_variables, carry, chunks[d.source], k
             )
-            spectral[d_name] = new_spec["spectral"]
-            terms = {
-                "G": losses.adversarial(logits, True, cfg.gan_loss),
-                "cyc": losses.l1(rec, real) * lam,
-                "idt": losses.l1(backward(real), real) * lam * cfg.lambda_idt,
-            }
-            if cfg.spec.uses_masks:
-                ctx = losses.context_preserving(carry[f"image_{x}"], fake_image, chunks[x], fake_masks)
-                terms["ctx"] = ctx * lam * cfg.lambda_ctx
-            else:
-                terms["ctx"] = jnp.zeros_like(terms["G"])
-            y = "B" if x == "A" else "A"
-            # the reference calls G_B(real_A)'s identity term idt_B, and G_A(real_B)'s idt_A
-            names = {"G": f"G_{x}", "cyc": f"cyc_{x}", "idt": f"idt_{y}", "ctx": f"ctx_{x}"}
             for term, value in terms.items():
-                out[names[term]] = losses.masked_mean(value, present[x])
-            out[f"_fake_all_{x}"] = jax.lax.stop_gradient(fake_all)
-        total = sum(v for name, v in out.items() if not name.startswith("_"))
-        return total, (out, spectral)
+                named[d.loss_names()[term]] = losses.masked_mean(value, present[d.source])
+        return sum(named.values()), (named, spectral, jax.lax.stop_gradient(fakes))
 
     g_params = {"G_A": state.params["G_A"], "G_B": state.params["G_B"]}
-    grads, (terms, spectral) = jax.grad(generator_loss, has_aux=True)(g_params)
-    updates, opt_g = _adam(cfg).update(grads, state.opt_g)
-    new_g = jax.tree.map(lambda w, u: w - lr * u, g_params, updates)
-    any_present = jnp.any(present["A"]) | jnp.any(present["B"])
-    g_params, opt_g = _select(any_present, (new_g, opt_g), (g_params, state.opt_g))
+    grads, (named, spectral, fakes) = jax.grad(total_loss, has_aux=True)(g_params)
+    new_g, opt_g = _adam_step(cfg, lr, g_params, grads, state.opt_g)
+    any_present = present["A"].any() | present["B"].any()
+    new_g, opt_g = _select(any_present, (new_g, opt_g), (g_params, state.opt_g))
+    return new_g, opt_g, spectral, named, fakes
 
+
+def update_discriminator(cfg: StepConfig, lr, d: Direction, state: TrainState, spectral, real, fake, present, key):
+    """One Adam step on d's discriminator: real target image vs. a pooled fake.
+
+    Returns (params, opt state, spectral state, pool, loss); all unchanged if no example has
+    an instance of d's source domain in this chunk.
+    """
+    pool, pooled = image_pool.query(state.pools[d.pool], fake, present, key)
+    discriminator = cfg.spec.discriminator()
+
+    def loss(d_params, spectral_in):
+        apply = functools.partial(discriminator.apply, update_stats=True, mutable=["spectral"])
+        real_logits, s1 = apply({"params": d_params, "spectral": spectral_in}, real)
+        fake_logits, s2 = apply({"params": d_params, "spectral": s1["spectral"]}, pooled)
+        per_example = 0.5 * (
+            losses.adversarial(real_logits, True, cfg.gan_loss) + losses.adversarial(fake_logits, False, cfg.gan_loss)
+        )
+        return losses.masked_mean(per_example, present), s2["spectral"]
+
+    old = (state.params[d.discriminator], state.opt_d[d.discriminator], state.spectral[d.discriminator])
+    (d_loss, new_spectral), grads = jax.value_and_grad(loss, has_aux=True)(old[0], spectral)
+    new_params, new_opt = _adam_step(cfg, lr, old[0], grads, old[1])
+    params, opt, spectral = _select(present.any(), (new_params, new_opt, new_spectral), old)
+    return params, opt, spectral, _select(present.any(), pool, state.pools[d.pool]), d_loss
+
+
+def carry_on(carry: dict, d: Direction, fake: jax.Array, present: jax.Array) -> dict:
+    """The next chunk sees the translated image (where the example had an instance) and the masks so far."""
+    carry = dict(carry)
+    keep = present[:, None, None, None]
+    carry[f"image_{d.source}"] = jnp.where(keep, fake[..., :IMAGE_CHANNELS], carry[f"image_{d.source}"])
+    carry[f"masks_{d.pool}"] = fake[..., IMAGE_CHANNELS:]
+    return carry
+
+
+def chunk_step(cfg: StepConfig, lr, state: TrainState, carry: dict, k, chunks: dict, batch: dict):
+    """One G update and one D update per direction on chunk k.
+
+    ``chunks``: {"A", "B": (B, H, W, ins_per) masks of this chunk}; ``batch``: the step's
+    batch view (masks cut to the chunks). Returns (state, carry, {loss name: value},
+    {domain: whether any example had an instance}).
+    """
+    present = {x: _present(cfg, chunks[x]) for x in "AB"}
+    g_params, opt_g, spectral, named, fakes = update_generators(cfg, lr, state, carry, chunks, present, k)
     params, opt_d, pools = dict(state.params, **g_params), dict(state.opt_d), dict(state.pools)
     key, *pool_keys = jax.random.split(state.key, 3)
-    for (x, (_, _, d_name, fake_name, _)), pool_key in zip(directions.items(), pool_keys, strict=True):
-        y = "B" if x == "A" else "A"
-        pool, pooled = image_pool.query(pools[fake_name], terms[f"_fake_all_{x}"], present[x], pool_key)
-        real = jnp.concatenate([batch[f"image_{y}"], batch[f"masks_{y}"][..., : cfg.num_chunks * p]], axis=-1)
+    for d, pool_key in zip(DIRECTIONS, pool_keys, strict=True):
+        real = jnp.concatenate([batch[f"image_{d.target}"], batch[f"masks_{d.target}"]], axis=-1)
+        fake = fakes[d.source]
+        (
+            params[d.discriminator],
+            opt_d[d.discriminator],
+            spectral[d.discriminator],
+            pools[d.pool],
+            named[d.loss_names()["D"]],
+        ) = update_discriminator(cfg, lr, d, state, spectral[d.discriminator], real, fake, present[d.source], pool_key)
+        carry = carry_on(carry, d, fake, present[d.source])
+    # Everything above already kept its old value where its direction had no instance; an
+    # all-empty chunk must not advance the random key either.
+    any_present = present["A"].any() | present["B"].any()
+    key = jnp.where(any_present, key, state.key)
+    state = state.replace(params=params, spectral=spectral, opt_g=opt_g, opt_d=opt_d, pools=pools, key=key)
+    return state, carry, {name: named[name] for name in LOSS_NAMES}, {x: present[x].any() for x in "AB"}
 
-        def discriminator_loss(d_params, spectral_in, real=real, pooled=pooled, x=x):
-            apply = functools.partial(discriminator.apply, update_stats=True, mutable=["spectral"])
-            real_logits, s1 = apply({"params": d_params, "spectral": spectral_in}, real)
-            fake_logits, s2 = apply({"params": d_params, "spectral": s1["spectral"]}, pooled)
-            per_example = 0.5 * (
-                losses.adversarial(real_logits, True, cfg.gan_loss)
-                + losses.adversarial(fake_logits, False, cfg.gan_loss)
-            )
-            return losses.masked_mean(per_example, present[x]), s2["spectral"]
 
-        (d_loss, d_spectral), d_grads = jax.value_and_grad(discriminator_loss, has_aux=True)(
-            params[d_name], spectral[d_name]
-        )
-        d_updates, d_opt = _adam(cfg).update(d_grads, opt_d[d_name])
-        new_d = jax.tree.map(lambda w, u: w - lr * u, params[d_name], d_updates)
-        # no instance of this direction in the whole batch: D, its state and its pool stay as they were
-        active = jnp.any(present[x])
-        params[d_name], opt_d[d_name], spectral[d_name], pools[fake_name] = _select(
-            active,
-            (new_d, d_opt, d_spectral, pool),
-            (state.params[d_name], state.opt_d[d_name], state.spectral[d_name], state.pools[fake_name]),
-        )
-        terms[f"D_{x}"] = d_loss
-        # translated image and generated masks carry on to the next chunk (per example)
-        fake_all = terms[f"_fake_all_{x}"]
-        carry[f"image_{x}"] = jnp.where(
-            present[x][:, None, None, None], fake_all[..., :IMAGE_CHANNELS], carry[f"image_{x}"]
-        )
-        carry[f"masks_{fake_name}"] = fake_all[..., IMAGE_CHANNELS:]
-
-    new_state = state.replace(params=params, spectral=spectral, opt_g=opt_g, opt_d=opt_d, pools=pools, key=key)
-    new_state = _select(any_present, new_state, state)  # an all-empty chunk changes nothing, not even the key
-    chunk_losses = {name: terms[name] for name in LOSS_NAMES}
-    return new_state, carry, chunk_losses, {x: jnp.any(present[x]) for x in "AB"}
+def batch_view(cfg: StepConfig, batch: dict) -> dict:
+    """The step's view of a batch: images, and masks cut to the slots the chunks cover."""
+    cut = cfg.num_chunks * cfg.slots_per_chunk
+    return {f"{kind}_{x}": batch[f"{kind}_{x}"][..., :cut] if kind == "masks" else batch[f"{kind}_{x}"]
+            for kind in ("image", "masks") for x in "AB"}  # fmt: skip
 
 
 def train_step(cfg: StepConfig, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-    """One outer step over a batch {image_a, masks_a, image_b, masks_b}: scan over its chunks.
+    """One outer step over a batch {image_A, masks_A, image_B, masks_B}: scan over its chunks.
 
     Returns the new state and metrics: each loss averaged over the chunks that had an
     instance, the per-chunk losses ("chunks/<name>", shape (num_chunks,)) and the learning rate.
     """
     lr = cfg.learning_rate_at(state.step)
     p = cfg.slots_per_chunk
-    masks = {x: batch[f"masks_{x.lower()}"][..., : cfg.num_chunks * p] for x in "AB"}
-    inputs = {
-        "k": jnp.arange(cfg.num_chunks),
-        "A": masks_lib.split_chunks(masks["A"], p) if p else jnp.zeros((1, *masks["A"].shape[:3], 0)),
-        "B": masks_lib.split_chunks(masks["B"], p) if p else jnp.zeros((1, *masks["B"].shape[:3], 0)),
-    }
-    named = {"image_A": batch["image_a"], "image_B": batch["image_b"], "masks_A": masks["A"], "masks_B": masks["B"]}
-    carry = {
-        "image_A": named["image_A"],
-        "image_B": named["image_B"],
-        "masks_fake_B": -jnp.ones_like(masks["A"]),  # masks G_A has generated so far
-        "masks_fake_A": -jnp.ones_like(masks["B"]),
-    }
-    batch_view = {
-        "image_A": named["image_A"],
-        "image_B": named["image_B"],
-        "masks_A": masks["A"],
-        "masks_B": masks["B"],
+    view = batch_view(cfg, batch)
+    chunks = {
+        x: masks_lib.split_chunks(view[f"masks_{x}"], p) if p else jnp.zeros((1, *view[f"masks_{x}"].shape[:3], 0))
+        for x in "AB"
     }
 
-    def body(scan_carry, chunk):
+    def body(scan_carry, xs):
         st, c = scan_carry
-        st, c, chunk_losses, active = _chunk_step(
-            cfg, lr, st, c, chunk["k"], {"A": chunk["A"], "B": chunk["B"]}, batch_view
-        )
+        k, chunk = xs
+        st, c, chunk_losses, active = chunk_step(cfg, lr, st, c, k, chunk, view)
         return (st, c), (chunk_losses, active)
 
-    (state, _), (chunk_losses, active) = sequential.scan_chunks(body, (state, carry), inputs, cfg.scan_unroll)
+    xs = (jnp.arange(cfg.num_chunks), chunks)
+    (state, _), (chunk_losses, active) = sequential.scan_chunks(body, (state, initial_carry(view)), xs, cfg.scan_unroll)
     metrics = {}
     for name, values in chunk_losses.items():
         weights = active[LOSS_DIRECTION[name]].astype(jnp.float32)  # chunks where the loss's direction ran

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from instagan_jax import checkpoint, parallel, train
+from instagan_jax import checkpoint, parallel, training_config
 from instagan_jax import train_step as ts
 from instagan_jax.models import ModelSpec
 
@@ -30,7 +30,7 @@ def batch_with_empty_chunks(batch_size: int, ins_max: int, seed: int = 0) -> dic
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[:SIZE, :SIZE]
     batch = {}
-    for domain in "ab":
+    for domain in "AB":
         masks = -np.ones((batch_size, SIZE, SIZE, ins_max), np.float32)
         for b in range(batch_size):
             for i in range(rng.integers(0, ins_max + 1)):
@@ -61,7 +61,7 @@ def compare_step() -> dict:
     )
     return {
         "devices": jax.device_count(),
-        "batch_spec": str(sharded_batch["image_a"].sharding.spec),
+        "batch_spec": str(sharded_batch["image_A"].sharding.spec),
         "params_spec": str(jax.tree.leaves(sharded.params)[0].sharding.spec),
         "loss_max_rel_diff": max(loss_rel.values()),
         "param_diff_in_lr": dict(
@@ -75,7 +75,7 @@ def restore(workdir: str) -> dict:
     mngr = checkpoint.manager(workdir, item_names=checkpoint.TRAIN_ITEMS)
     step = mngr.latest_step()
     config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-    cfg = train.step_config(ml_collections.ConfigDict(config))
+    cfg = training_config.step_config(ml_collections.ConfigDict(config))
     h, w = config["fine_size"]
     abstract = jax.eval_shape(lambda: ts.create_state(cfg, jax.random.PRNGKey(0), h, w))
     mesh = parallel.make_mesh()

@@ -28,14 +28,14 @@ def make(splits, **kwargs):
 
 def test_batches_have_fixed_shapes_and_ranges(splits):
     batch = next(make(splits).as_numpy_iterator())
-    chex.assert_shape([batch["image_a"], batch["image_b"]], (4, 32, 32, 3))
-    chex.assert_shape([batch["masks_a"], batch["masks_b"]], (4, 32, 32, 4))
-    chex.assert_shape(batch["count_a"], (4,))
-    for key in ("image_a", "masks_a", "image_b", "masks_b"):
+    chex.assert_shape([batch["image_A"], batch["image_B"]], (4, 32, 32, 3))
+    chex.assert_shape([batch["masks_A"], batch["masks_B"]], (4, 32, 32, 4))
+    chex.assert_shape(batch["count_A"], (4,))
+    for key in ("image_A", "masks_A", "image_B", "masks_B"):
         assert batch[key].dtype == np.float32 and batch[key].min() >= -1 and batch[key].max() <= 1
-    areas = (batch["masks_a"] + 1).mean(axis=(1, 2))
+    areas = (batch["masks_A"] + 1).mean(axis=(1, 2))
     assert np.all(np.diff(areas, axis=-1) <= 1e-6)  # largest first, empty slots last
-    np.testing.assert_array_equal(batch["count_a"], (batch["masks_a"] > -1).any(axis=(1, 2)).sum(-1))
+    np.testing.assert_array_equal(batch["count_A"], (batch["masks_A"] > -1).any(axis=(1, 2)).sum(-1))
 
 
 def test_same_seed_same_batches_and_resume_from_a_position(splits):
@@ -46,9 +46,9 @@ def test_same_seed_same_batches_and_resume_from_a_position(splits):
     for key in first:
         np.testing.assert_array_equal(first[key], again[key])
         np.testing.assert_array_equal(third[key], resumed[key])
-    assert not np.array_equal(first["image_a"], second["image_a"])
+    assert not np.array_equal(first["image_A"], second["image_A"])
     other_seed = next(make(splits, seed=1).as_numpy_iterator())
-    assert not np.array_equal(first["image_a"], other_seed["image_a"])
+    assert not np.array_equal(first["image_A"], other_seed["image_A"])
 
 
 def test_decoding_once_gives_the_stream_of_decoding_every_example(splits):
@@ -62,24 +62,24 @@ def test_decoding_once_gives_the_stream_of_decoding_every_example(splits):
 def test_process_shards_are_disjoint_and_cover_the_global_batch(splits):
     whole = next(make(splits, batch_size=4).as_numpy_iterator())
     shards = [next(make(splits, batch_size=2, process_index=p, process_count=2).as_numpy_iterator()) for p in (0, 1)]
-    ids = [list(s["id_a"]) for s in shards]
+    ids = [list(s["id_A"]) for s in shards]
     assert not set(ids[0]) & set(ids[1])
     # process p holds examples p, p + 2 of the global stream
-    np.testing.assert_array_equal(shards[0]["image_a"], whole["image_a"][0::2])
-    np.testing.assert_array_equal(shards[1]["image_a"], whole["image_a"][1::2])
+    np.testing.assert_array_equal(shards[0]["image_A"], whole["image_A"][0::2])
+    np.testing.assert_array_equal(shards[1]["image_A"], whole["image_A"][1::2])
 
 
 def test_every_a_is_seen_once_per_epoch(splits):
     ids = []
     for batch in make(splits, batch_size=4).take(3).as_numpy_iterator():  # 12 = one epoch of A
-        ids += list(batch["id_a"])
+        ids += list(batch["id_A"])
     assert len(set(ids)) == 12
 
 
 def test_evaluation_stream_is_ordered_and_finite(splits):
     batches = list(make(splits, load_size=(32, 32), train=False).as_numpy_iterator())
-    assert sum(len(b["id_a"]) for b in batches) == 12
-    assert list(batches[0]["id_a"]) == sorted(batches[0]["id_a"])
+    assert sum(len(b["id_A"]) for b in batches) == 12
+    assert list(batches[0]["id_A"]) == sorted(batches[0]["id_A"])
     with pytest.raises(ValueError, match="larger than load_size"):
         make(splits, fine_size=(48, 48))
 

@@ -15,14 +15,13 @@ import sys
 import time
 import uuid
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from test_train import tiny_config
+from helpers import REPO, tiny_config
 
-from instagan_jax import checkpoint, train
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from instagan_jax import checkpoint, parallel, train
 
 
 def train_command(tmp_path, *overrides):
@@ -118,7 +117,7 @@ def damage(workdir, step):
 def trained(tmp_path_factory):
     """A finished tiny run (checkpoints 2 and 4), copied by the tests that damage it."""
     root = tmp_path_factory.mktemp("trained")
-    train.train_and_evaluate(tiny_config(root), str(root / "run"))
+    train.train(tiny_config(root), str(root / "run"))
     return root
 
 
@@ -131,7 +130,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(trained, tmp
     caplog.set_level(logging.INFO, logger="absl")
     workdir = copy_run(trained, tmp_path)
     damage(workdir, 4)
-    state = train.train_and_evaluate(tiny_config(trained, num_train_steps=6), workdir)
+    state = train.train(tiny_config(trained, num_train_steps=6), workdir)
     assert int(state.step) == 6
     warning = next(r.getMessage() for r in caplog.records if "unreadable" in r.getMessage())
     assert f"checkpoint 4 in {checkpoint.checkpoint_dir(workdir)} is unreadable" in warning
@@ -144,9 +143,9 @@ def test_processes_that_restore_different_checkpoints_refuse_to_train(trained, t
     # this process sees checkpoint 4 damaged; another host (simulated) restored it fine
     workdir = copy_run(trained, tmp_path)
     damage(workdir, 4)
-    monkeypatch.setattr(train.parallel, "every_process", lambda outcome: [outcome, 4])
-    with pytest.raises(train.TrainingError, match=r"disagree .*process 0: step 2, process 1: step 4"):
-        train.train_and_evaluate(tiny_config(trained, num_train_steps=6), workdir)
+    monkeypatch.setattr(parallel, "every_process", lambda outcome: [outcome, 4])
+    with pytest.raises(checkpoint.ResumeError, match=r"disagree .*process 0: step 2, process 1: step 4"):
+        train.train(tiny_config(trained, num_train_steps=6), workdir)
     assert checkpoint.complete_steps(workdir) == [2, 4]  # nothing moved aside
     assert not os.path.exists(os.path.join(workdir, checkpoint.UNREADABLE_SUBDIR))
 
@@ -155,8 +154,8 @@ def test_when_no_checkpoint_restores_training_refuses_to_start_over(trained, tmp
     workdir = copy_run(trained, tmp_path)
     damage(workdir, 2)
     damage(workdir, 4)
-    with pytest.raises(train.TrainingError, match=r"no checkpoint in .*checkpoints can be restored \(4: .*; 2: "):
-        train.train_and_evaluate(tiny_config(trained, num_train_steps=6), workdir)
+    with pytest.raises(checkpoint.ResumeError, match=r"no checkpoint in .*checkpoints can be restored \(4: .*; 2: "):
+        train.train(tiny_config(trained, num_train_steps=6), workdir)
     assert checkpoint.complete_steps(workdir) == [2, 4]  # nothing moved, nothing overwritten
 
 
@@ -165,14 +164,16 @@ def test_a_failed_save_is_explained_and_earlier_checkpoints_stay_intact(trained,
     workdir = str(tmp_path / "run")
     original = checkpoint.save_train_state
 
-    def failing_from_step_4(mngr, step, state, config):
+    def failing_from_step_4(mngr, step, *args):
         if step >= 4:
             raise OSError(code, os.strerror(code), os.path.join(checkpoint.checkpoint_dir(workdir), str(step)))
-        original(mngr, step, state, config)
+        original(mngr, step, *args)
 
     monkeypatch.setattr(checkpoint, "save_train_state", failing_from_step_4)
-    with pytest.raises(train.TrainingError, match=rf"could not write checkpoint 4 .*{os.strerror(code)}.*steps \[2\]"):
-        train.train_and_evaluate(tiny_config(trained), workdir)
+    with pytest.raises(
+        checkpoint.CheckpointWriteError, match=rf"could not write checkpoint 4 .*{os.strerror(code)}.*steps \[2\]"
+    ):
+        train.train(tiny_config(trained), workdir)
     assert int(restore_everything(workdir, 2)["trainer"]["step"]) == 2
 
 
@@ -184,8 +185,10 @@ def test_a_full_disk_is_explained_and_earlier_checkpoints_stay_intact(trained, t
         pytest.skip("mounting a tmpfs needs privileges this machine does not give (the patched test covers it)")
     try:
         workdir = str(mount / "run")
-        with pytest.raises(train.TrainingError, match=r"could not write .*No space left on device.*steps \[2\]"):
-            train.train_and_evaluate(tiny_config(trained, image_every_steps=1000), workdir)
+        with pytest.raises(
+            checkpoint.CheckpointWriteError, match=r"could not write .*No space left on device.*steps \[2\]"
+        ):
+            train.train(tiny_config(trained, image_every_steps=1000), workdir)
         assert int(restore_everything(workdir, 2)["trainer"]["step"]) == 2
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
@@ -207,6 +210,6 @@ def test_a_signal_saves_the_current_step_and_exits(tmp_path, signum, returncode)
 
 
 def test_a_batch_that_does_not_divide_over_the_devices_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(train.jax, "device_count", lambda: 3)
+    monkeypatch.setattr(jax, "device_count", lambda: 3)
     with pytest.raises(ValueError, match=r"config.batch_size \(2\) must be divisible by the 3 devices"):
-        train.train_and_evaluate(tiny_config(tmp_path), str(tmp_path / "never"))
+        train.train(tiny_config(tmp_path), str(tmp_path / "never"))

@@ -1,34 +1,15 @@
-"""train_and_evaluate end to end on the tiny config: checkpoints, resume, refusals, NaN, fine-tuning."""
+"""train.train end to end on the tiny config: checkpoints, resume, refusals, NaN, fine-tuning."""
 
 import glob
-import importlib.util
 import os
-import pathlib
-import sys
 
 import jax
 import numpy as np
 import pytest
+from helpers import tiny_config
 
-from instagan_jax import train
+from instagan_jax import checkpoint, train, training_config
 from instagan_jax.inference import Translator
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def tiny_config(tmp_path, **overrides):
-    sys.path.insert(0, str(REPO / "experiments"))
-    try:
-        spec = importlib.util.spec_from_file_location("tiny_config", REPO / "experiments" / "configs" / "tiny.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.pop(0)
-    config = module.get_config()
-    config.data_dir = str(tmp_path / "tfds")
-    for key, value in overrides.items():
-        config[key] = value
-    return config
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +23,7 @@ def params_of(state):
 
 def test_train_writes_checkpoints_events_and_a_usable_model(data_dir):
     workdir = str(data_dir / "run")
-    state = train.train_and_evaluate(tiny_config(data_dir), workdir)
+    state = train.train(tiny_config(data_dir), workdir)
     assert int(state.step) == 4
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
     assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
@@ -51,14 +32,14 @@ def test_train_writes_checkpoints_events_and_a_usable_model(data_dir):
     out = translator.translate(np.zeros((32, 32, 3), np.float32), [np.pad(np.ones((8, 8)), 12, constant_values=-1)])
     assert np.isfinite(out["image"]).all() and out["masks"].shape == (32, 32, 4)
     # a second call with the same target does nothing: the run is complete
-    assert int(train.train_and_evaluate(tiny_config(data_dir), workdir).step) == 4
+    assert int(train.train(tiny_config(data_dir), workdir).step) == 4
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir):
-    straight = train.train_and_evaluate(tiny_config(data_dir), str(data_dir / "straight"))
+    straight = train.train(tiny_config(data_dir), str(data_dir / "straight"))
     resumed_dir = str(data_dir / "resumed")
-    train.train_and_evaluate(tiny_config(data_dir, num_train_steps=2), resumed_dir)
-    resumed = train.train_and_evaluate(tiny_config(data_dir), resumed_dir)
+    train.train(tiny_config(data_dir, num_train_steps=2), resumed_dir)
+    resumed = train.train(tiny_config(data_dir), resumed_dir)
     assert int(resumed.step) == 4
     for a, b in zip(jax.tree.leaves(params_of(straight)), jax.tree.leaves(params_of(resumed)), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -68,19 +49,19 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir):
 def test_resume_with_a_different_model_is_refused_with_the_keys(data_dir):
     workdir = str(data_dir / "run")  # trained by the first test or created here
     if not os.path.isdir(workdir):
-        train.train_and_evaluate(tiny_config(data_dir), workdir)
-    with pytest.raises(train.TrainingError, match=r"ngf: 2 -> 4.*ins_max: 4 -> 2"):
-        train.train_and_evaluate(tiny_config(data_dir, ngf=4, ins_max=2, num_train_steps=6), workdir)
+        train.train(tiny_config(data_dir), workdir)
+    with pytest.raises(training_config.IncompatibleResume, match=r"ngf: 2 -> 4.*ins_max: 4 -> 2"):
+        train.train(tiny_config(data_dir, ngf=4, ins_max=2, num_train_steps=6), workdir)
     # a change of the schedule or logging is accepted
-    state = train.train_and_evaluate(tiny_config(data_dir, num_train_steps=5, log_every_steps=1), workdir)
+    state = train.train(tiny_config(data_dir, num_train_steps=5, log_every_steps=1), workdir)
     assert int(state.step) == 5
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"ins_max": 5}, "config.ins_max .5. must be a multiple of config.ins_per"),
-        ({"fine_size": (30, 32)}, "config.fine_size must be"),
+        ({"ins_max": 5}, "config.ins_max .5. must be a positive multiple of config.ins_per"),
+        ({"fine_size": (30, 32)}, "config.fine_size: height and width must be positive multiples of 4"),
         ({"fine_size": (40, 40)}, "larger than config.load_size"),
         ({"dataset": "imagenet"}, "config.dataset must be"),
         ({"dataset": "folder", "dataroot": "/no/such/dir"}, "config.dataroot '/no/such/dir' is not a folder"),
@@ -90,7 +71,7 @@ def test_resume_with_a_different_model_is_refused_with_the_keys(data_dir):
 )
 def test_hostile_configs_fail_before_compiling_naming_the_key(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
-        train.train_and_evaluate(tiny_config(tmp_path, **overrides), str(tmp_path / "never"))
+        train.train(tiny_config(tmp_path, **overrides), str(tmp_path / "never"))
     assert not os.path.exists(tmp_path / "never" / "checkpoints")
 
 
@@ -100,17 +81,17 @@ def test_a_non_finite_loss_stops_training_naming_step_and_loss(data_dir):
     with pytest.raises(
         train.TrainingError, match=r"non-finite loss \[.*'cyc_A'.*\] at step 2; the last good checkpoint is step 1"
     ):
-        train.train_and_evaluate(config, workdir)
+        train.train(config, workdir)
     assert "2" not in os.listdir(os.path.join(workdir, "checkpoints"))
 
 
 def test_fine_tunes_from_a_converted_authors_checkpoint(data_dir, converted_workdir):
     config = tiny_config(data_dir, ngf=4, ndf=4, n_blocks=9, num_train_steps=1, init_from=converted_workdir)
-    state = train.train_and_evaluate(config, str(data_dir / "finetune"))
-    _, converted_nets = __import__("instagan_jax.checkpoint", fromlist=["x"]).load_networks(converted_workdir)
+    state = train.train(config, str(data_dir / "finetune"))
+    _, converted_nets = checkpoint.load_networks(converted_workdir)
     before = np.asarray(converted_nets["G_A"]["params"]["decoder_img"]["conv_out"]["kernel"])
     after = np.asarray(state.params["G_A"]["decoder_img"]["conv_out"]["kernel"])
     # one outer step (two chunk updates) away from the import: Adam moves each weight by about lr per update
     assert 0 < np.abs(after - before).max() <= 3 * config.learning_rate
     with pytest.raises(train.TrainingError, match="init_from"):
-        train.train_and_evaluate(tiny_config(data_dir, init_from=converted_workdir), str(data_dir / "mismatch"))
+        train.train(tiny_config(data_dir, init_from=converted_workdir), str(data_dir / "mismatch"))

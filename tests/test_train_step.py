@@ -10,7 +10,7 @@ import pytest
 
 from instagan_jax import train_step as ts
 from instagan_jax.models import ModelSpec
-from instagan_jax.torch_import import _torch_leaves, discriminator_entries, generator_entries
+from instagan_jax.torch_import import convert_state_dict
 
 
 def nhwc(x):
@@ -22,7 +22,7 @@ def test_one_step_matches_the_reference(converted, golden_dir):
     golden = np.load(golden_dir / "train_step.npz")
     cfg = ts.StepConfig(spec=spec, ins_max=4, ins_per=2, pool_size=0)
     state = ts.create_state(cfg, jax.random.PRNGKey(0), 64, 48, networks=nets)
-    batch = {k: nhwc(golden[k]) for k in ("image_a", "masks_a", "image_b", "masks_b")}
+    batch = {k: nhwc(golden[k]) for k in ("image_A", "masks_A", "image_B", "masks_B")}
     state, metrics = jax.jit(functools.partial(ts.train_step, cfg))(state, batch)
     for name in ts.LOSS_NAMES:
         ours, ref = np.asarray(metrics[f"chunks/{name}"]), golden[f"loss/{name}"]
@@ -35,17 +35,16 @@ def test_one_step_matches_the_reference(converted, golden_dir):
     # lr * sign(grad), so weights whose gradient is rounding noise (e.g. biases cancelled by
     # instance norm) may move either way: compare kernels, whose gradients are real.
     for name in ("G_A", "G_B", "D_A", "D_B"):
-        entries = generator_entries(spec) if name[0] == "G" else discriminator_entries(spec)
-        diffs = []
-        for prefix, path, kind in entries:
-            key = _torch_leaves(prefix, kind)[("params", "kernel")]
-            node = state.params[name]
-            for part in path:
-                node = node[part]
-            diffs.append(
-                np.abs(np.asarray(node["kernel"]) - golden[f"after/{name}/{key}"].transpose(2, 3, 1, 0)).ravel()
-            )
-        diffs = np.concatenate(diffs)
+        prefix = f"after/{name}/"
+        after = convert_state_dict(
+            spec, name, {k[len(prefix) :]: golden[k] for k in golden if k.startswith(prefix)}, name
+        )
+        diffs = np.concatenate([
+            np.abs(np.asarray(ours) - theirs).ravel()
+            for (path, ours), theirs in zip(jax.tree_util.tree_leaves_with_path(state.params[name]),
+                                            jax.tree.leaves(after["params"]), strict=True)
+            if path[-1].key == "kernel"
+        ])  # fmt: skip
         assert np.median(diffs) < 1e-5, (name, np.median(diffs))
         assert np.quantile(diffs, 0.95) < 1e-4, (name, np.quantile(diffs, 0.95))
         assert diffs.max() <= 4 * cfg.learning_rate + 1e-6, (name, diffs.max())
@@ -68,7 +67,7 @@ def masks(counts):
 def make_batch(counts_a, counts_b, seed=0):
     rng = np.random.default_rng(seed)
     image = lambda: rng.uniform(-1, 1, (len(counts_a), H, W, 3)).astype(np.float32)
-    return {"image_a": image(), "masks_a": masks(counts_a), "image_b": image(), "masks_b": masks(counts_b)}
+    return {"image_A": image(), "masks_A": masks(counts_a), "image_B": image(), "masks_B": masks(counts_b)}
 
 
 @pytest.fixture(scope="module")
@@ -132,23 +131,13 @@ def test_scan_equals_a_python_loop_over_chunks():
     batch = {k: jnp.asarray(v) for k, v in make_batch([3, 1], [2, 0], seed=5).items()}
     scanned, metrics = jax.jit(functools.partial(ts.train_step, CFG))(state, batch)
 
-    chunk_step = jax.jit(functools.partial(ts._chunk_step, CFG))
+    chunk_step = jax.jit(functools.partial(ts.chunk_step, CFG))
     lr = CFG.learning_rate_at(state.step)
-    view = {
-        "image_A": batch["image_a"],
-        "image_B": batch["image_b"],
-        "masks_A": batch["masks_a"],
-        "masks_B": batch["masks_b"],
-    }
-    carry = {
-        "image_A": batch["image_a"],
-        "image_B": batch["image_b"],
-        "masks_fake_B": -jnp.ones_like(batch["masks_a"]),
-        "masks_fake_A": -jnp.ones_like(batch["masks_b"]),
-    }
+    view = ts.batch_view(CFG, batch)
+    carry = ts.initial_carry(view)
     looped = state
     for k in range(CFG.num_chunks):
-        chunks = {x: batch[f"masks_{x.lower()}"][..., 2 * k : 2 * k + 2] for x in "AB"}
+        chunks = {x: batch[f"masks_{x}"][..., 2 * k : 2 * k + 2] for x in "AB"}
         looped, carry, losses, _ = chunk_step(lr, looped, carry, jnp.asarray(k), chunks, view)
         np.testing.assert_allclose(losses["G_A"], metrics["chunks/G_A"][k], rtol=1e-5)
     # biases in front of an instance norm get rounding-noise gradients that Adam turns into

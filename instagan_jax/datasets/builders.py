@@ -6,7 +6,7 @@ authors' folders (trainA, trainB, testA, ...); masks are uint8 (H, W, 1), 255 = 
     instagan_coco    two COCO categories from a local COCO 2017 (needs pycocotools)
 
 Everything is generated locally with ``download_and_prepare``; nothing is downloaded.
-See ``instagan_jax.datasets.load`` for the one-call entry point.
+``prepare`` builds one by name; ``training_data`` prepares a training run's from its config.
 """
 
 from __future__ import annotations

@@ -239,10 +239,10 @@ def reference_train_step(insta_gan_model, networks, out_dir, root, size_hw):
     b, b_segs = load_like_reference(os.path.join(root, "testB", "b1.png"), size_hw, os.path.join(root, "testB_seg"))
     model.set_input({"A": a, "B": b, "A_segs": a_segs, "B_segs": b_segs, "A_paths": ["a2"], "B_paths": ["b1"]})
     record = {
-        "image_a": model.real_A_img.numpy(),
-        "masks_a": model.real_A_segs.numpy(),
-        "image_b": model.real_B_img.numpy(),
-        "masks_b": model.real_B_segs.numpy(),
+        "image_A": model.real_A_img.numpy(),
+        "masks_A": model.real_A_segs.numpy(),
+        "image_B": model.real_B_img.numpy(),
+        "masks_B": model.real_B_segs.numpy(),
     }
     chunk_losses = []
     step_d = model.optimizer_D.step

@@ -1,0 +1,74 @@
+"""Charts of evaluation results with matplotlib (headless): learning curves of one or several
+runs, each the mean over its seeds with the spread (min to max) as a band.
+
+``results`` are evaluate.py's: a list of {"step", "AtoB": {metric: score}, "BtoA": {...}}, one
+per scored checkpoint. The format (PNG, SVG, PDF) follows the file name.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display, whatever the machine has
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from instagan_jax import domains  # noqa: E402
+
+LINE_STYLES = {"AtoB": "-", "BtoA": "--"}
+
+
+def _per_seed(results_of_seeds: list[list[dict]], direction: str, metric: str):
+    """(steps, (seeds, steps) scores) over the steps every seed scored, or None if the metric is absent."""
+    steps = sorted(set.intersection(*({r["step"] for r in results} for results in results_of_seeds)))
+    if not steps or metric not in next(r for r in results_of_seeds[0] if r["step"] == steps[0])[direction]:
+        return None
+    table = [{r["step"]: r[direction][metric] for r in results} for results in results_of_seeds]
+    return np.array(steps), np.array([[scores[s] for s in steps] for scores in table], np.float64)
+
+
+def learning_curves(runs: dict[str, list[list[dict]]], metrics: tuple[str, ...], title: str) -> Figure:
+    """One panel per metric: a line per (run, direction), colour = run, dashes = B -> A.
+
+    ``runs`` maps a label to the results of each of its seeds. With several seeds the line is
+    their mean and a band shows their min-max spread.
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False, layout="constrained")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for i, (label, seeds) in enumerate(runs.items()):
+            for direction in domains.DIRECTIONS:
+                curve = _per_seed(seeds, direction, metric)
+                if curve is None:
+                    continue
+                steps, scores = curve
+                name = f"{label} {direction.replace('to', ' → ')}".strip()
+                if len(seeds) > 1:
+                    name += f" (mean of {len(seeds)} seeds)"
+                colour = colours[i % len(colours)]
+                ax.plot(steps, scores.mean(0), LINE_STYLES[direction], color=colour, marker="o", ms=3, label=name)
+                if len(seeds) > 1:
+                    ax.fill_between(steps, scores.min(0), scores.max(0), color=colour, alpha=0.2, linewidth=0)
+        ax.set_title(metric.replace("_", " "))
+        ax.set_xlabel("checkpoint step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("score")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:  # a metric the first panel lacks may add lines
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.suptitle(title)
+    fig.legend(handles, labels, loc="outside lower center", ncols=2 if len(metrics) > 1 else 1, frameon=False)
+    return fig
+
+
+def save(fig: Figure, path: str) -> None:
+    """Writes the figure (format from the extension) and frees it."""
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,62 @@
+"""The training data of a run: its tfds dataset prepared once, the shuffled training stream
+from any position (for exact resumes), and a held-out batch for pictures.
+
+Reads the data keys of the training config (dataset, dataroot, data_dir, shapes_*,
+coco_categories, sizes, batch_size, ins_max, set_order, seed, decode_once).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+
+from instagan_jax import input_pipeline, parallel
+from instagan_jax.datasets import builders
+
+
+def prepare_dataset(config, workdir: str):
+    """The prepared tfds builder of config.dataset (generated on first use, under config.data_dir)."""
+    data_dir = config.data_dir or os.path.join(os.path.dirname(os.path.abspath(workdir)), "tfds_data")
+    shapes = builders.ShapesConfig(
+        name=f"s{config.shapes_size}_n{config.shapes_num_train}_{config.shapes_num_test}_i{config.shapes_max_instances}",
+        size=config.shapes_size, num_train=config.shapes_num_train, num_test=config.shapes_num_test,
+        max_instances=config.shapes_max_instances,
+    )  # fmt: skip
+    coco = builders.CocoConfig(name="_".join(config.coco_categories), category_a=config.coco_categories[0],
+                               category_b=config.coco_categories[1])  # fmt: skip
+
+    def prepare():
+        return builders.prepare(config.dataset, data_dir, dataroot=config.dataroot or None, shapes=shapes, coco=coco,
+                                skip_bad_files=config.skip_bad_files)  # fmt: skip
+
+    # Process 0 generates the dataset first; the others then find it (or, on hosts without a
+    # shared data_dir, generate their own copy) instead of racing to write the same files.
+    builder = prepare() if jax.process_index() == 0 else None
+    parallel.wait_for_every_process("dataset prepared")
+    return builder or prepare()
+
+
+def build_data(config, workdir: str):
+    """(position -> iterator of training batches, held-out batch for pictures)."""
+    builder = prepare_dataset(config, workdir)
+    train = {x: input_pipeline.read_split(builder, f"{config.phase}{x}") for x in "AB"}
+    eval_phase = config.eval_phase if f"{config.eval_phase}A" in builder.info.splits else config.phase
+    held_out = {x: input_pipeline.read_split(builder, f"{eval_phase}{x}") for x in "AB"}
+    local_batch = config.batch_size // jax.process_count()
+
+    def train_iterator(position: int):
+        ds = input_pipeline.make_dataset(
+            train["A"], train["B"], batch_size=local_batch, load_size=tuple(config.load_size),
+            fine_size=tuple(config.fine_size), ins_max=config.ins_max, set_order=config.set_order, seed=config.seed,
+            start_position=position, process_index=jax.process_index(), process_count=jax.process_count(),
+            decode_once=config.decode_once,
+        )  # fmt: skip
+        return ds.as_numpy_iterator()
+
+    fine = tuple(config.fine_size)
+    eval_ds = input_pipeline.make_dataset(
+        held_out["A"], held_out["B"], batch_size=min(4, held_out["A"].size), load_size=fine, fine_size=fine,
+        ins_max=config.ins_max, train=False,
+    )  # fmt: skip
+    return train_iterator, next(eval_ds.as_numpy_iterator())

@@ -1,0 +1,89 @@
+"""The training config (an ml_collections ConfigDict, see experiments/configs/) read in one place.
+
+``validate`` refuses a bad config before anything is built, naming the key; ``model_spec``
+and ``step_config`` derive the model and step settings from the keys of the same names;
+``check_resume_compatible`` guards resuming a workdir with a changed model or data shape.
+The data module reads the data keys (datasets/training_data.py), the loop its bookkeeping keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+
+from instagan_jax import checks
+from instagan_jax import train_step as ts
+from instagan_jax.models import ModelSpec
+
+# Keys whose change makes an old checkpoint or data position meaningless.
+SHAPE_KEYS = ("model", "ngf", "ndf", "n_blocks", "ins_max", "ins_per", "fine_size", "load_size", "batch_size",
+              "dataset", "dataroot", "phase", "seed")  # fmt: skip
+DATASETS = ("shapes", "folder", "coco")
+
+
+class IncompatibleResume(ValueError):
+    """The workdir's checkpoints were trained with another model or data shape."""
+
+
+def _fields_from(cls, config, **given):
+    names = {f.name for f in dataclasses.fields(cls)} - set(given)
+    return cls(**given, **{name: config[name] for name in names if name in config})
+
+
+def model_spec(config) -> ModelSpec:
+    """The networks the config asks for (config.model, ngf, ndf, n_blocks)."""
+    return _fields_from(ModelSpec, config)
+
+
+def step_config(config) -> ts.StepConfig:
+    """The step's settings: every StepConfig field the config sets (ins_max, lambda_a, ...)."""
+    return _fields_from(ts.StepConfig, config, spec=model_spec(config))
+
+
+def validate(config) -> None:
+    """Refuses a hostile config before anything is built or compiled, naming the key."""
+    for key in ("batch_size", "ins_max", "ins_per", "ngf", "ndf", "n_blocks", "num_train_steps",
+                "checkpoint_every_steps", "log_every_steps", "image_every_steps"):  # fmt: skip
+        if type(config[key]) is not int or config[key] <= 0:
+            raise ValueError(f"config.{key} must be a positive integer, got {config[key]!r}")
+    checks.check_chunking(config.ins_max, config.ins_per, ("config.ins_max", "config.ins_per"))
+    for key in ("load_size", "fine_size"):
+        size = tuple(config[key])
+        if len(size) != 2:
+            raise ValueError(f"config.{key} must be (H, W), got {config[key]!r}")
+        checks.check_image_size(*size, what=f"config.{key}")
+    if any(fine > load for fine, load in zip(config.fine_size, config.load_size, strict=True)):
+        raise ValueError(
+            f"config.fine_size {tuple(config.fine_size)} is larger than config.load_size {tuple(config.load_size)}"
+        )
+    if config.dataset not in DATASETS:
+        raise ValueError(f"config.dataset must be one of {DATASETS}, got {config.dataset!r}")
+    if config.dataset != "shapes" and not os.path.isdir(config.dataroot):
+        raise ValueError(f"config.dataroot {config.dataroot!r} is not a folder (needed by dataset {config.dataset!r})")
+    if tuple(config.mesh_shape) not in ((-1,), (jax.device_count(),)):
+        raise ValueError(
+            f"config.mesh_shape {tuple(config.mesh_shape)} must be (-1,) or ({jax.device_count()},): "
+            "the data axis spans all devices"
+        )
+    if config.batch_size % jax.device_count():
+        raise ValueError(
+            f"config.batch_size ({config.batch_size}) must be divisible by the {jax.device_count()} devices"
+        )
+    step_config(config)  # the model and step settings check themselves
+
+
+def _norm(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def check_resume_compatible(config, saved: dict) -> None:
+    """Refuses to resume from checkpoints whose stored config differs in a SHAPE_KEYS key."""
+    changed = {k: (saved.get(k), config[k]) for k in SHAPE_KEYS if k in saved and _norm(saved[k]) != _norm(config[k])}
+    if changed and not config.allow_config_change:
+        listing = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise IncompatibleResume(
+            f"the workdir's checkpoints were trained with a different model or data shape ({listing}); "
+            "use a new --workdir, or pass --config.allow_config_change=True to resume anyway"
+        )
