@@ -90,8 +90,9 @@ def check_regular_file_inside_folder(path: str) -> None:
         raise DataError(f"{path}: not a regular file (a folder, FIFO or device)")
 
 
-def open_image(path: str, mode: str) -> Image.Image:
-    """A checked, fully decoded image converted to ``mode`` ("RGB" or "L"); DataError otherwise."""
+def open_image(path: str, mode: str | None) -> Image.Image:
+    """A checked, fully decoded image converted to ``mode`` ("RGB" or "L"; None keeps the stored
+    mode, e.g. a palette image's indices); DataError otherwise."""
     check_regular_file_inside_folder(path)
     try:
         with warnings.catch_warnings():
@@ -106,7 +107,7 @@ def open_image(path: str, mode: str) -> Image.Image:
                 if img.mode not in _MODES:
                     raise DataError(f"{path}: pixel mode {img.mode} (16-bit or float) is not supported; save as 8-bit")
                 img.load()
-                return img.convert(mode)
+                return img.convert(mode) if mode else img.copy()
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
