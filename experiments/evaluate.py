@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from clu import metric_writers
 from tqdm import tqdm
 
-from instagan_jax import charts, checkpoint, cli, domains, evaluation, input_pipeline, summaries
+from instagan_jax import charts, checkpoint, cli, domains, evaluation, summaries
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
 
@@ -34,23 +34,6 @@ flags.DEFINE_string("json", None, "Where the metrics go; WORKDIR/eval/metrics.js
 flags.DEFINE_string("out_dir", None, "Where the pictures and index.html go; WORKDIR/eval if unset.")
 flags.DEFINE_integer("grid_rows", 8, "Examples shown per direction.")
 FLAGS = flags.FLAGS
-
-
-def held_out_examples(config, workdir: str, phase: str, limit: int) -> dict[str, np.ndarray]:
-    """{image_A, masks_A, image_B, masks_B}: the first ``limit`` images of each domain, at fine_size."""
-    builder = training_data.prepare_dataset(config, workdir)
-    if f"{phase}A" not in builder.info.splits:
-        raise app.UsageError(f"{builder.name} has no split {phase}A (splits: {sorted(builder.info.splits)})")
-    splits = {x: input_pipeline.read_split(builder, f"{phase}{x}") for x in "AB"}
-    fine = tuple(config.fine_size)
-    out = {}
-    for x, other in (("A", "B"), ("B", "A")):  # each domain read in order, paired with anything
-        ds = input_pipeline.make_dataset(splits[x], splits[other], batch_size=64, load_size=fine, fine_size=fine,
-                                         ins_max=config.ins_max, train=False)  # fmt: skip
-        chunks = [(b["image_A"], b["masks_A"]) for b in ds.as_numpy_iterator()]
-        out[f"image_{x}"] = np.concatenate([c[0] for c in chunks])[:limit]
-        out[f"masks_{x}"] = np.concatenate([c[1] for c in chunks])[:limit]
-    return out
 
 
 def translate_all(translator: Translator, images, masks, direction: str, batch_size: int = 50):
@@ -155,7 +138,10 @@ def main(argv):
     config = ml_collections.ConfigDict(checkpoint.load_config(workdir, steps[-1]))
     out_dir = FLAGS.out_dir or os.path.join(workdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
-    data = held_out_examples(config, workdir, FLAGS.phase or config.eval_phase, FLAGS.num_examples)
+    try:
+        data = training_data.held_out_examples(config, workdir, FLAGS.phase or config.eval_phase, FLAGS.num_examples)
+    except ValueError as e:  # no such split
+        raise app.UsageError(str(e)) from e
     reference = None
     if config.dataset == "shapes":
         reference = {x: evaluation.reference_scores(data[f"image_{x}"], data[f"masks_{x}"], x) for x in ("B", "A")}

@@ -5,6 +5,10 @@ r"""Translates a folder in the authors' layout with a workdir's generators.
 
 Writes RES/{stem}_fake_B_img.png and RES/{stem}_fake_B_seg.png (the merged mask) per image of
 {phase}A (fake_A_* from {phase}B with BtoA), as the authors' test.py names them.
+
+Photos without masks: ``--masks auto --masker_workdir runs/shapes_masker`` predicts them with a
+masker trained by experiments/train_masker.py (``--image_dir`` for a plain folder of photos)
+and writes them to RES/predicted_masks/{stem}_{k}.png, to inspect or fix.
 """
 
 import os
@@ -14,13 +18,14 @@ from absl import app, flags
 from PIL import Image
 from tqdm import tqdm
 
-from instagan_jax import checks, cli, domains, image_io
+from instagan_jax import checks, cli, domains, image_io, mask_import
 from instagan_jax import masks as masks_lib
 from instagan_jax.inference import Translator, prepare_masks
+from instagan_jax.masker_train import MaskPredictor
 
 flags.DEFINE_string("workdir", None, "Workdir holding the checkpoint (trained or converted).", required=True)
 flags.DEFINE_integer("step", None, "Checkpoint step; the latest if unset.")
-flags.DEFINE_string("dataroot", None, "Dataset root in the authors' layout.", required=True)
+flags.DEFINE_string("dataroot", None, "Dataset root in the authors' layout (not needed with --image_dir).")
 flags.DEFINE_string("phase", "test", "Folder prefix: {phase}A, {phase}A_seg, ...")
 flags.DEFINE_enum(
     "direction", "AtoB", list(domains.DIRECTIONS), "AtoB reads {phase}A with G_A; BtoA reads {phase}B with G_B."
@@ -30,6 +35,9 @@ flags.DEFINE_integer("ins_max", 20, "Instances translated at most (largest first
 flags.DEFINE_list("load_size", None, "H,W to resize to (bicubic); the images' own size if unset.")
 flags.DEFINE_integer("batch_size", 4, "Images of equal size translated together.")
 flags.DEFINE_string("output_dir", None, "Where the PNGs go.", required=True)
+flags.DEFINE_enum("masks", "given", ["given", "auto"], "given: read {phase}A_seg/; auto: predict them with a masker.")
+flags.DEFINE_string("masker_workdir", None, "With --masks auto: a workdir of experiments/train_masker.py.")
+flags.DEFINE_string("image_dir", None, "With --masks auto: a folder of photos to use instead of DATAROOT/{phase}A.")
 FLAGS = flags.FLAGS
 
 
@@ -51,20 +59,39 @@ def main(argv):
         if len(size_hw) != 2:
             raise app.UsageError(f"--load_size must be H,W, got {FLAGS.load_size}")
         checks.check_image_size(*size_hw, what="--load_size", error=app.UsageError)
+    auto = FLAGS.masks == "auto"
+    if not FLAGS.dataroot and not (auto and FLAGS.image_dir):
+        raise app.UsageError("--dataroot is needed (or --masks auto with --image_dir)")
+    if auto != bool(FLAGS.masker_workdir):
+        raise app.UsageError("--masks auto needs --masker_workdir, and --masker_workdir needs --masks auto")
+    masker = MaskPredictor.from_workdir(FLAGS.masker_workdir) if auto else None
     translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max)
     domain, target = domains.source(FLAGS.direction), domains.target(FLAGS.direction)
-    image_dir, mask_dir = image_io.domain_dirs(FLAGS.dataroot, FLAGS.phase, domain)
+    if auto:
+        image_dir, mask_index = FLAGS.image_dir or os.path.join(FLAGS.dataroot, f"{FLAGS.phase}{domain}"), {}
+        if not os.path.isdir(image_dir):
+            raise image_io.DataError(f"{image_dir}: folder not found")
+    else:
+        image_dir, mask_dir = image_io.domain_dirs(FLAGS.dataroot, FLAGS.phase, domain)
+        mask_index = image_io.index_masks(mask_dir)
     paths = image_io.list_images(image_dir)
-    mask_index = image_io.index_masks(mask_dir)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
+    predicted_dir = os.path.join(FLAGS.output_dir, "predicted_masks")
 
     def examples():
         for path in paths:
             stem = image_io.image_stem(path)
-            image, masks = image_io.read_example(path, mask_index.get(stem, []), size_hw)
+            if auto:
+                image = image_io.read_image(path, size_hw)
+            else:
+                image, masks = image_io.read_example(path, mask_index.get(stem, []), size_hw)
             checks.check_image_size(
                 *image.shape[:2], what=f"{path} (pass --load_size to resize)", error=image_io.DataError
             )
+            if auto:  # written in the authors' layout: inspect, fix, and reuse as a _seg folder
+                masks = masker(image[None])[0]
+                found = masks[..., (masks > 0).any(axis=(0, 1))]
+                mask_import.write_masks(predicted_dir, stem, np.moveaxis(found > 0, -1, 0), path)
             yield stem, image, prepare_masks(masks, FLAGS.ins_max)
 
     with tqdm(total=len(paths), desc=f"translate {FLAGS.direction}", unit="img") as progress:
@@ -80,7 +107,8 @@ def main(argv):
                     os.path.join(FLAGS.output_dir, f"{stem}_fake_{target}_seg.png")
                 )
             progress.update(len(batch))
-    print(f"Wrote {2 * len(paths)} images to {FLAGS.output_dir}")
+    print(f"Wrote {2 * len(paths)} images to {FLAGS.output_dir}"
+          + (f" and the predicted masks to {predicted_dir}" if auto else ""))  # fmt: skip
 
 
 if __name__ == "__main__":

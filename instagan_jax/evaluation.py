@@ -178,3 +178,30 @@ def _mean_change_outside(inputs, outputs, changed: np.ndarray) -> float:
         if keep.any():
             errors.append(np.abs(image_in - image_out)[keep].mean() / 2.0)
     return float(np.mean(errors)) if errors else float("nan")
+
+
+def instance_scores(true_masks, predicted_masks) -> dict[str, float]:
+    """How well predicted instance masks (B, H, W, N) reproduce the true ones (B, H, W, M), in [-1, 1].
+
+    Each true instance is matched to at most one predicted instance, greedily by IoU;
+    ``matched_iou`` is the mean IoU over true instances (0 for an unmatched one),
+    ``count_accuracy`` the fraction of images with exactly as many predicted instances as true
+    ones, ``count_error`` the mean absolute difference of the counts.
+    """
+    ious, exact, errors = [], [], []
+    for truth, predicted in zip(np.asarray(true_masks) > 0, np.asarray(predicted_masks) > 0, strict=True):
+        truth, predicted = (m.reshape(-1, m.shape[-1]) for m in (truth, predicted))  # (pixels, slots)
+        truth, predicted = truth[:, truth.any(axis=0)], predicted[:, predicted.any(axis=0)]  # instances only
+        intersection = truth.T.astype(np.float64) @ predicted.astype(np.float64)
+        union = truth.sum(0)[:, None] + predicted.sum(0)[None, :] - intersection
+        iou = intersection / np.maximum(union, 1.0)
+        matched = np.zeros(truth.shape[1])
+        while iou.size and iou.max() > 0:
+            t, p = np.unravel_index(np.argmax(iou), iou.shape)
+            matched[t] = iou[t, p]
+            iou[t, :], iou[:, p] = 0.0, 0.0
+        ious.extend(matched)
+        exact.append(truth.shape[1] == predicted.shape[1])
+        errors.append(abs(truth.shape[1] - predicted.shape[1]))
+    return {"matched_iou": float(np.mean(ious)) if ious else 1.0, "count_accuracy": float(np.mean(exact)),
+            "count_error": float(np.mean(errors))}  # fmt: skip

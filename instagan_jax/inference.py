@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -44,6 +45,7 @@ class Translator:
     generators: dict
     ins_per: int = 2
     ins_max: int = 20
+    masker: Callable[[np.ndarray], np.ndarray] | None = None  # images -> masks, for photos without any
 
     def __post_init__(self):
         checks.check_chunking(self.ins_max, self.ins_per)
@@ -61,13 +63,20 @@ class Translator:
         out_images, out_masks = translate_arrays(self.spec, variables, images, masks, self.ins_per)
         return np.asarray(out_images), np.asarray(out_masks)
 
-    def translate(self, image, masks, direction: str = "AtoB") -> dict[str, np.ndarray]:
-        """One image (H, W, 3) in [-1, 1] and its masks, (H, W, n) or a list of (H, W).
+    def translate(self, image, masks=None, direction: str = "AtoB") -> dict[str, np.ndarray]:
+        """One image (H, W, 3) in [-1, 1] and its masks, (H, W, n) or a list of (H, W); without
+        masks, the translator's masker predicts them.
 
-        Returns {"image": (H, W, 3), "masks": (H, W, ins_max), "merged": (H, W)}.
+        Returns {"image": (H, W, 3), "masks": (H, W, ins_max), "merged": (H, W), "input_masks":
+        the (H, W, ins_max) masks the translation used}.
         """
+        if masks is None:
+            if self.masker is None:
+                raise ValueError("no masks given and no masker: pass masks, or build the Translator with "
+                                 "masker=MaskPredictor.from_workdir(DIR) (instagan_jax.masker_train)")  # fmt: skip
+            masks = self.masker(np.asarray(image, np.float32)[None])[0]
         masks = np.stack(masks, -1) if isinstance(masks, (list, tuple)) else np.asarray(masks)
         prepared = prepare_masks(masks, self.ins_max)
         out_image, out_masks = self.translate_batch(image[None], prepared[None], direction)
         merged = np.asarray(masks_lib.merge(out_masks))[0, ..., 0]
-        return {"image": out_image[0], "masks": out_masks[0], "merged": merged}
+        return {"image": out_image[0], "masks": out_masks[0], "merged": merged, "input_masks": prepared}

@@ -1,5 +1,5 @@
-"""The training data of a run: its tfds dataset prepared once, the shuffled training stream
-from any position (for exact resumes), and a held-out batch for pictures.
+"""The data of a run: its tfds dataset prepared once, the shuffled training stream from any
+position (for exact resumes), a held-out batch for pictures, held-out images for evaluation.
 
 Reads the data keys of the training config (dataset, dataroot, data_dir, shapes_*,
 coco_categories, sizes, batch_size, ins_max, set_order, seed, decode_once).
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 
 from instagan_jax import input_pipeline, parallel
 from instagan_jax.datasets import builders
@@ -60,3 +61,20 @@ def build_data(config, workdir: str):
         ins_max=config.ins_max, train=False,
     )  # fmt: skip
     return train_iterator, next(eval_ds.as_numpy_iterator())
+
+
+def held_out_examples(config, workdir: str, phase: str, limit: int) -> dict:
+    """{image_A, masks_A, image_B, masks_B}: the first ``limit`` images of each domain, at fine_size."""
+    builder = prepare_dataset(config, workdir)
+    if f"{phase}A" not in builder.info.splits:
+        raise ValueError(f"{builder.name} has no split {phase}A (splits: {sorted(builder.info.splits)})")
+    splits = {x: input_pipeline.read_split(builder, f"{phase}{x}") for x in "AB"}
+    fine = tuple(config.fine_size)
+    out = {}
+    for x, other in (("A", "B"), ("B", "A")):  # each domain read in order, paired with anything
+        ds = input_pipeline.make_dataset(splits[x], splits[other], batch_size=64, load_size=fine, fine_size=fine,
+                                         ins_max=config.ins_max, train=False)  # fmt: skip
+        chunks = [(b["image_A"], b["masks_A"]) for b in ds.as_numpy_iterator()]
+        out[f"image_{x}"] = np.concatenate([c[0] for c in chunks])[:limit]
+        out[f"masks_{x}"] = np.concatenate([c[1] for c in chunks])[:limit]
+    return out

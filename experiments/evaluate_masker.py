@@ -1,0 +1,83 @@
+r"""Scores a trained instance masker on held-out images, against connected components.
+
+    python experiments/evaluate_masker.py --workdir runs/shapes_masker
+    python experiments/evaluate_masker.py --workdir runs/shapes_masker --instagan_workdir runs/shapes
+
+Reads the dataset from the config stored with the masker. Instance quality: matched mask IoU
+and instance-count accuracy of the masker, and of the baseline (connected components of the
+masker's own foreground map). With --instagan_workdir (a shapes run), also the translation
+scores of that InstaGAN fed predicted vs. true masks: what using the masker costs.
+Writes a JSON (--json, default WORKDIR/eval/masker.json) and prints a table.
+"""
+
+import json
+import os
+
+import numpy as np
+from absl import app, flags
+
+from instagan_jax import cli, domains, evaluation, masker_train
+from instagan_jax import masker as masker_lib
+from instagan_jax.datasets import training_data
+from instagan_jax.inference import Translator
+from instagan_jax.masker_train import MaskPredictor
+
+flags.DEFINE_string("workdir", None, "Masker workdir (experiments/train_masker.py).", required=True)
+flags.DEFINE_string("instagan_workdir", None, "An InstaGAN workdir to translate with predicted vs. true masks.")
+flags.DEFINE_integer("num_examples", 200, "Held-out images per domain.")
+flags.DEFINE_string("json", None, "Where the scores go; WORKDIR/eval/masker.json if unset.")
+FLAGS = flags.FLAGS
+
+
+def predict_in_batches(predictor: MaskPredictor, images: np.ndarray, batch_size: int = 64):
+    """(masks, foreground) of every image."""
+    masks, foreground = [], []
+    for i in range(0, len(images), batch_size):
+        outputs = predictor.outputs(images[i : i + batch_size])
+        masks.append(np.asarray(masker_lib.group(outputs, predictor.spec)))
+        foreground.append(np.asarray(outputs["foreground"]) > 0)
+    return np.concatenate(masks), np.concatenate(foreground)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    predictor = MaskPredictor.from_workdir(FLAGS.workdir)
+    config = masker_train.load_config(FLAGS.workdir)
+    data = training_data.held_out_examples(config, FLAGS.workdir, config.eval_phase, FLAGS.num_examples)
+    report = {"workdir": os.path.abspath(FLAGS.workdir), "num_examples": FLAGS.num_examples, "domains": {}}
+    predicted = {}
+    for x in domains.DOMAINS:
+        predicted[x], foreground = predict_in_batches(predictor, data[f"image_{x}"])
+        baseline = masker_lib.connected_components(foreground, predictor.spec.ins_max)
+        report["domains"][x] = {
+            "masker": evaluation.instance_scores(data[f"masks_{x}"], predicted[x]),
+            "connected_components": evaluation.instance_scores(data[f"masks_{x}"], baseline),
+        }
+    if FLAGS.instagan_workdir:
+        translator = Translator.from_workdir(FLAGS.instagan_workdir, ins_per=2, ins_max=config.ins_max)
+        report["translation"] = {}
+        for direction in domains.DIRECTIONS:
+            x, target = domains.source(direction), domains.target(direction)
+            scores = {}
+            for name, masks in (("true_masks", data[f"masks_{x}"]), ("predicted_masks", predicted[x])):
+                fake, fake_masks = translator.translate_batch(data[f"image_{x}"], masks, direction)
+                scores[name] = evaluation.shapes_scores(data[f"image_{x}"], data[f"masks_{x}"], fake, x, target,
+                                                        output_masks=fake_masks)  # fmt: skip
+            report["translation"][direction] = scores
+    path = FLAGS.json or os.path.join(FLAGS.workdir, "eval", "masker.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+    print(f"{'domain':6} {'method':22} {'matched IoU':>11} {'count acc':>9} {'count err':>9}")
+    for x, methods in report["domains"].items():
+        for method, s in methods.items():
+            print(f"{x:6} {method:22} {s['matched_iou']:11.3f} {s['count_accuracy']:9.3f} {s['count_error']:9.3f}")
+    for direction, scores in report.get("translation", {}).items():
+        for name, s in scores.items():
+            print(f"{direction} with {name}: " + " ".join(f"{k}={v:.3f}" for k, v in s.items()))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,39 @@
+r"""Trains the instance masker that predicts masks for photos that have none (translate.py --masks auto).
+
+    python experiments/train_masker.py --workdir runs/shapes_masker
+    python experiments/train_masker.py --workdir runs/mine_masker \
+        --config.dataset=folder --config.dataroot=datasets/mine
+
+Re-running the same command resumes from the workdir's latest checkpoint. TensorBoard:
+``tensorboard --logdir runs`` (losses, and photo | true masks | predicted masks).
+"""
+
+import signal
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from instagan_jax import checkpoint, cli, masker_train, train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard events.", required=True)
+config_flags.DEFINE_config_file("config", "experiments/configs/masker.py", "Masker configuration.", lock_config=True)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.info("config:\n%s", FLAGS.config)
+    try:
+        masker_train.train_masker(FLAGS.config, FLAGS.workdir)
+    except train.StopRequested as stop:
+        logging.warning("stopped by %s after saving a checkpoint", stop)
+        sys.exit(130 if stop.signum == signal.SIGINT else 0)
+    except (checkpoint.CheckpointWriteError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli.run(main)

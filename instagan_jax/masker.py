@@ -1,0 +1,146 @@
+"""A small instance masker: the instance masks of a photo, sorted and padded as InstaGAN reads them.
+
+Panoptic-DeepLab's class-agnostic instance branch (Cheng et al., CVPR 2020) at a laptop's
+scale: an encoder-decoder made of the generator's layers predicts, per pixel, a foreground
+logit, a centre heat-map (a Gaussian at each instance's centre of mass) and the offset from
+the pixel to its instance's centre. Instances are the ins_max highest local maxima of the
+heat-map above a threshold; every foreground pixel joins the centre nearest to where its
+offset points. So touching and overlapping objects come out as separate masks, which
+connected components of a foreground map (``connected_components``, the baseline) cannot.
+Everything runs in jit with static shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from scipy import ndimage
+
+from instagan_jax import layers
+
+CENTRE_WEIGHT = 100.0  # the heat-map's squared error is small per pixel: Panoptic-DeepLab weighs it up
+OFFSET_WEIGHT = 0.1  # offsets are in pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskerSpec:
+    """Everything needed to rebuild a masker and group its outputs; stored beside its checkpoints."""
+
+    width: int = 16
+    n_blocks: int = 3
+    ins_max: int = 8  # instance slots of the output (largest first)
+    sigma: float = 2.0  # pixels: the spread of the centre Gaussians
+    centre_threshold: float = 0.2  # heat-map peaks below this are not instances
+    peak_window: int = 5  # a peak is the maximum of its peak_window x peak_window neighbourhood
+
+    LIMITS: ClassVar[dict[str, int]] = {"width": 256, "n_blocks": 32, "ins_max": 256, "peak_window": 31}
+
+    def __post_init__(self):
+        for name, limit in self.LIMITS.items():
+            value = getattr(self, name)
+            if type(value) is not int or not 0 < value <= limit:
+                raise ValueError(f"masker {name} must be an integer in [1, {limit}], got {value!r}")
+        if self.peak_window % 2 == 0:
+            raise ValueError(f"masker peak_window must be odd, got {self.peak_window}")
+        if not (0 < self.sigma <= 64 and 0 <= self.centre_threshold < 1):
+            raise ValueError(f"masker sigma {self.sigma!r} or centre_threshold {self.centre_threshold!r} out of range")
+
+    @classmethod
+    def from_dict(cls, fields) -> MaskerSpec:
+        if not isinstance(fields, dict) or set(fields) - {f.name for f in dataclasses.fields(cls)}:
+            raise ValueError(f"not a masker spec: {str(fields)[:200]}")
+        return cls(**fields)
+
+
+class Masker(nn.Module):
+    """(B, H, W, 3) images in [-1, 1] -> {"foreground": logits, "centre": heat-map, "offset": (dy, dx)}."""
+
+    width: int
+    n_blocks: int
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
+        x = nn.relu(layers.instance_norm(layers.conv(self.width, 7, name="conv_in")(layers.reflect_pad(images, 3))))
+        skips = [x]
+        for i in range(2):
+            x = layers.conv(self.width * 2 ** (i + 1), 3, stride=2, padding=1, name=f"down_{i}")(x)
+            x = nn.relu(layers.instance_norm(x))
+            skips.append(x)
+        for i in range(self.n_blocks):
+            x = layers.ResnetBlock(name=f"block_{i}")(x)
+        for i in range(2):  # back up, with the encoder's features of the same size
+            x = layers.UpsampleConv(self.width * 2 ** (1 - i), name=f"up_{i}")(x)
+            x = nn.relu(layers.instance_norm(x))
+            x = jnp.concatenate([x, skips[1 - i]], axis=-1)
+        out = layers.conv(4, 3, name="head")(layers.reflect_pad(x, 1))
+        return {"foreground": out[..., 0], "centre": out[..., 1], "offset": out[..., 2:]}
+
+
+def _grid(h: int, w: int) -> jax.Array:
+    yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij")
+    return jnp.stack([yy, xx], axis=-1)  # (H, W, 2)
+
+
+def targets(masks: jax.Array, sigma: float) -> dict[str, jax.Array]:
+    """What the masker should predict for (B, H, W, N) instance masks in [-1, 1]."""
+    inside = (masks > 0).astype(jnp.float32)  # (B, H, W, N)
+    area = inside.sum(axis=(1, 2))  # (B, N)
+    grid = _grid(*masks.shape[1:3])
+    centres = jnp.einsum("bhwn,hwc->bnc", inside, grid) / jnp.maximum(area, 1.0)[..., None]  # (B, N, 2)
+    distance2 = jnp.sum(jnp.square(grid[None, :, :, None] - centres[:, None, None]), axis=-1)  # (B, H, W, N)
+    heat = jnp.max(jnp.where(area[:, None, None] > 0, jnp.exp(-distance2 / (2 * sigma**2)), 0.0), axis=-1)
+    owners = jnp.maximum(inside.sum(-1, keepdims=True), 1.0)  # overlapping masks: the mean of their centres
+    offset = jnp.einsum("bhwn,bnc->bhwc", inside / owners, centres) - grid * (inside.sum(-1, keepdims=True) > 0)
+    return {"foreground": (inside.sum(-1) > 0).astype(jnp.float32), "centre": heat, "offset": offset}
+
+
+def loss(outputs: dict, target: dict) -> tuple[jax.Array, dict]:
+    """Foreground cross-entropy + heat-map squared error + offset L1 on foreground pixels."""
+    fg = target["foreground"]
+    terms = {
+        "foreground": optax.sigmoid_binary_cross_entropy(outputs["foreground"], fg).mean(),
+        "centre": CENTRE_WEIGHT * jnp.square(outputs["centre"] - target["centre"]).mean(),
+        "offset": OFFSET_WEIGHT
+        * jnp.sum(jnp.abs(outputs["offset"] - target["offset"]).sum(-1) * fg)
+        / jnp.maximum(fg.sum(), 1.0),
+    }
+    return sum(terms.values()), terms
+
+
+def group(outputs: dict, spec: MaskerSpec) -> jax.Array:
+    """Outputs -> (B, H, W, ins_max) masks in [-1, 1], largest first, empty slots all -1."""
+    heat = outputs["centre"]
+    b, h, w = heat.shape
+    window = (1, spec.peak_window, spec.peak_window)
+    local_max = jax.lax.reduce_window(heat, -jnp.inf, jax.lax.max, window, (1, 1, 1), "SAME")
+    peaks = jnp.where((heat >= local_max) & (heat > spec.centre_threshold), heat, -jnp.inf).reshape(b, h * w)
+    scores, index = jax.lax.top_k(peaks, spec.ins_max)  # (B, K)
+    centres = jnp.stack([index // w, index % w], axis=-1).astype(jnp.float32)  # (B, K, 2)
+    found = jnp.isfinite(scores)
+    pointed = _grid(h, w)[None] + outputs["offset"]  # where each pixel says its centre is
+    distance2 = jnp.sum(jnp.square(pointed[:, :, :, None] - centres[:, None, None]), axis=-1)  # (B, H, W, K)
+    nearest = jnp.argmin(jnp.where(found[:, None, None], distance2, jnp.inf), axis=-1)
+    inside = (
+        (outputs["foreground"] > 0)[..., None] & (nearest[..., None] == jnp.arange(spec.ins_max)) & found[:, None, None]
+    )
+    area = inside.sum(axis=(1, 2))  # (B, K)
+    order = jnp.argsort(-area, axis=-1, stable=True)
+    inside = jnp.take_along_axis(inside, order[:, None, None], axis=-1)
+    return jnp.where(inside, 1.0, -1.0)
+
+
+def connected_components(foreground: np.ndarray, ins_max: int) -> np.ndarray:
+    """The baseline: (B, H, W) foreground -> (B, H, W, ins_max) masks, one per connected region."""
+    out = -np.ones((*foreground.shape, ins_max), np.float32)
+    for i, fg in enumerate(np.asarray(foreground, bool)):
+        labels, count = ndimage.label(fg)
+        areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        for slot, region in enumerate(np.argsort(-areas, kind="stable")[:ins_max]):
+            out[i, ..., slot] = np.where(labels == region + 1, 1.0, -1.0)
+    return out

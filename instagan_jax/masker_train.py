@@ -1,0 +1,202 @@
+"""train_masker(config, workdir): the instance masker's training loop, and its checkpoints.
+
+The masker learns from a dataset's own photos and instance masks, both domains mixed, through
+the same tfds data and input pipeline as InstaGAN (config.dataset and the data keys), on one
+device. Checkpoints (orbax, WORKDIR/checkpoints: the parameters, the optimiser state and the
+MaskerSpec as JSON) are written every config.checkpoint_every_steps and on SIGTERM / SIGINT;
+rerunning the same command resumes from the newest. ``load_masker`` reads a workdir for
+prediction, checking the stored spec and shapes like checkpoint.load_networks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from clu import metric_writers
+from tqdm import tqdm
+
+from instagan_jax import checkpoint, checks, summaries, training_config
+from instagan_jax import masker as masker_lib
+from instagan_jax.datasets import training_data
+from instagan_jax.train import StopRequested
+
+ITEMS = ("masker", "trainer", "masker_spec", "config")
+
+
+def masker_spec(config) -> masker_lib.MaskerSpec:
+    return masker_lib.MaskerSpec(**config.masker.to_dict())
+
+
+def _manager(workdir: str, max_to_keep: int | None = None) -> ocp.CheckpointManager:
+    handlers = {"masker": ocp.StandardCheckpointHandler(), "trainer": ocp.StandardCheckpointHandler(),
+                "masker_spec": ocp.JsonCheckpointHandler(), "config": ocp.JsonCheckpointHandler()}  # fmt: skip
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
+    return ocp.CheckpointManager(checkpoint.checkpoint_dir(workdir), item_names=ITEMS, item_handlers=handlers,
+                                 options=options)  # fmt: skip
+
+
+def _init_params(spec: masker_lib.MaskerSpec, key, height: int, width: int):
+    net = masker_lib.Masker(spec.width, spec.n_blocks)
+    return net.init(key, jnp.zeros((1, height, width, 3)))["params"]
+
+
+def load_masker(workdir: str, step: int | None = None) -> tuple[masker_lib.MaskerSpec, dict]:
+    """(spec, params) of a masker workdir's newest (or given) checkpoint; CheckpointError if damaged."""
+    if not os.path.isdir(checkpoint.checkpoint_dir(workdir)):
+        raise FileNotFoundError(f"no checkpoints under {checkpoint.checkpoint_dir(workdir)} (train a masker first)")
+    with _manager(workdir) as mngr:
+        step = mngr.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{checkpoint.checkpoint_dir(workdir)} holds no complete checkpoint")
+        folder = checkpoint.step_dir(workdir, step)
+        try:
+            stored = mngr.restore(step, args=ocp.args.Composite(masker_spec=ocp.args.JsonRestore()))["masker_spec"]
+            spec = masker_lib.MaskerSpec.from_dict(stored)
+            expected = jax.eval_shape(functools.partial(_init_params, spec, jax.random.PRNGKey(0), 32, 32))
+            target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), expected)
+            params = mngr.restore(step, args=ocp.args.Composite(masker=ocp.args.StandardRestore(target)))["masker"]
+        except Exception as e:  # noqa: BLE001 - damaged or foreign files fail anywhere in the stack
+            raise checkpoint.CheckpointError(f"{folder}: not a readable masker checkpoint ({type(e).__name__}: "
+                                             f"{str(e)[:300]})") from e  # fmt: skip
+    return spec, params
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(spec: masker_lib.MaskerSpec, params: dict, images: jax.Array) -> dict:
+    return masker_lib.Masker(spec.width, spec.n_blocks).apply({"params": params}, images)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskPredictor:
+    """A trained masker as a function: (B, H, W, 3) images in [-1, 1] -> (B, H, W, ins_max) masks,
+    largest first, as InstaGAN reads them (``Translator(..., masker=MaskPredictor.from_workdir(DIR))``)."""
+
+    spec: masker_lib.MaskerSpec
+    params: dict
+
+    @classmethod
+    def from_workdir(cls, workdir: str, step: int | None = None) -> MaskPredictor:
+        return cls(*load_masker(workdir, step))
+
+    def __call__(self, images) -> np.ndarray:
+        return np.asarray(masker_lib.group(self.outputs(images), self.spec))
+
+    def outputs(self, images) -> dict:
+        """The network's raw maps (foreground logits, centre heat-map, offsets), before grouping."""
+        images = jnp.asarray(images, jnp.float32)
+        checks.check_image_size(*images.shape[1:3])
+        return _apply(self.spec, self.params, images)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The training config stored with a masker workdir's newest checkpoint (its data, sizes, ins_max)."""
+    with _manager(workdir) as mngr:
+        step = mngr.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"{checkpoint.checkpoint_dir(workdir)} holds no complete checkpoint")
+        try:
+            config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+        except Exception as e:  # noqa: BLE001
+            raise checkpoint.CheckpointError(
+                f"{checkpoint.step_dir(workdir, step)}: cannot read its config ({e})"
+            ) from e
+    if not isinstance(config, dict):
+        raise checkpoint.CheckpointError(f"{checkpoint.step_dir(workdir, step)}: its config is not an object")
+    return ml_collections.ConfigDict(config)
+
+
+def make_step(spec: masker_lib.MaskerSpec, optimizer: optax.GradientTransformation):
+    net = masker_lib.Masker(spec.width, spec.n_blocks)
+
+    def step(params, opt_state, images, masks):
+        def objective(p):
+            return masker_lib.loss(net.apply({"params": p}, images), masker_lib.targets(masks, spec.sigma))
+
+        (total, terms), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, {"loss": total, **terms}
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+def _both_domains(batch: dict) -> tuple[np.ndarray, np.ndarray]:
+    return (np.concatenate([batch["image_A"], batch["image_B"]]), np.concatenate([batch["masks_A"], batch["masks_B"]]))
+
+
+def masks_picture(spec: masker_lib.MaskerSpec, params, batch: dict) -> np.ndarray:
+    """photo | true masks | predicted masks, one row per held-out photo of each domain."""
+    images, masks = _both_domains(batch)
+    predicted = MaskPredictor(spec, params)(images)
+    rows = [[summaries.to_unit(images[i]), summaries.colour_masks(masks[i]), summaries.colour_masks(predicted[i])]
+            for i in range(len(images))]  # fmt: skip
+    return summaries.grid(rows)
+
+
+def train_masker(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains until config.num_train_steps (resuming from the workdir's newest checkpoint); returns params."""
+    training_config.validate(config)
+    spec = masker_spec(config)
+    os.makedirs(workdir, exist_ok=True)
+    writer = metric_writers.create_default_writer(workdir, asynchronous=True)
+    h, w = config.fine_size
+    schedule = optax.cosine_decay_schedule(config.learning_rate, config.num_train_steps)
+    optimizer = optax.adam(schedule)
+    params = _init_params(spec, jax.random.PRNGKey(config.seed), h, w)
+    opt_state, start = optimizer.init(params), 0
+    mngr = _manager(workdir, config.max_checkpoints_to_keep)
+    if mngr.latest_step() is not None:
+        start = mngr.latest_step()
+        saved = mngr.restore(start, args=ocp.args.Composite(masker_spec=ocp.args.JsonRestore()))["masker_spec"]
+        if masker_lib.MaskerSpec.from_dict(saved) != spec:
+            raise training_config.IncompatibleResume(
+                f"{checkpoint.step_dir(workdir, start)} holds a masker {saved}; the config asks for {spec}"
+            )
+        args = ocp.args.Composite(masker=ocp.args.StandardRestore(params), trainer=ocp.args.StandardRestore(opt_state))
+        restored = mngr.restore(start, args=args)
+        params, opt_state = restored["masker"], restored["trainer"]
+        logging.info("resumed the masker from %s", checkpoint.step_dir(workdir, start))
+    train_iterator, held_out = training_data.build_data(config, workdir)
+    batches = train_iterator(start * config.batch_size)
+    step_fn = make_step(spec, optimizer)
+
+    def save(step: int):
+        with checkpoint.explained_write_errors(mngr, workdir, f"checkpoint {step}"):
+            items = {"masker": ocp.args.StandardSave(params), "trainer": ocp.args.StandardSave(opt_state),
+                     "masker_spec": ocp.args.JsonSave(dataclasses.asdict(spec)),
+                     "config": ocp.args.JsonSave(config.to_dict())}  # fmt: skip
+            mngr.save(step, args=ocp.args.Composite(**items))
+
+    stop = {}
+    handlers = {s: signal.signal(s, lambda signum, _: stop.setdefault("signal", signum))
+                for s in (signal.SIGTERM, signal.SIGINT)}  # fmt: skip
+    progress = tqdm(total=config.num_train_steps, initial=start, desc="train masker", unit="step")
+    try:
+        for step in range(start + 1, config.num_train_steps + 1):
+            images, masks = _both_domains(next(batches))
+            params, opt_state, metrics = step_fn(params, opt_state, images, masks)
+            progress.update(1)
+            if step % config.log_every_steps == 0 or step == config.num_train_steps:
+                writer.write_scalars(step, {k: float(v) for k, v in jax.device_get(metrics).items()})
+            if step % config.image_every_steps == 0 or step == config.num_train_steps:
+                writer.write_images(step, {"masks": masks_picture(spec, params, held_out)[None]})
+            if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or "signal" in stop:
+                save(step)
+            if "signal" in stop:
+                raise StopRequested(stop["signal"])
+    finally:
+        progress.close()
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        writer.flush()
+        mngr.wait_until_finished()
+    return params

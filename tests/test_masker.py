@@ -1,0 +1,140 @@
+"""The instance masker: targets and grouping, its invariants, instance scores, a tiny training
+run that resumes, and photos without masks translated end to end (translate.py --masks auto)."""
+
+import shutil
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import REPO, tiny_config
+from PIL import Image
+
+from instagan_jax import checkpoint, evaluation, image_io, masker, masker_train
+from instagan_jax.inference import Translator
+
+SPEC = masker.MaskerSpec(width=4, n_blocks=1, ins_max=4)
+
+
+def touching_squares() -> np.ndarray:
+    m = -np.ones((1, 32, 32, 4), np.float32)
+    m[0, 4:14, 4:14, 0] = 1  # two squares sharing an edge, and a bar apart
+    m[0, 4:14, 14:24, 1] = 1
+    m[0, 20:30, 2:8, 2] = 1
+    return m
+
+
+def perfect_outputs(masks):
+    """What a perfect masker would output for these masks."""
+    target = masker.targets(jnp.asarray(masks), SPEC.sigma)
+    return {"foreground": 20 * target["foreground"] - 10, "centre": target["centre"], "offset": target["offset"]}
+
+
+def test_grouping_separates_touching_instances_that_connected_components_merge():
+    masks = touching_squares()
+    outputs = perfect_outputs(masks)
+    grouped = np.asarray(masker.group(outputs, SPEC))
+    chex.assert_shape(grouped, (1, 32, 32, 4))
+    assert set(np.unique(grouped)) <= {-1.0, 1.0}
+    assert [int((grouped[0, ..., k] > 0).sum()) for k in range(4)] == [100, 100, 60, 0]  # largest first, then empty
+    assert ((grouped > 0).sum(-1) <= 1).all()  # no pixel in two instances
+    assert evaluation.instance_scores(masks, grouped) == {"matched_iou": 1.0, "count_accuracy": 1.0, "count_error": 0.0}
+    merged = masker.connected_components(np.asarray(outputs["foreground"]) > 0, 4)
+    scores = evaluation.instance_scores(masks, merged)
+    assert scores["count_accuracy"] == 0.0 and scores["count_error"] == 1.0
+    np.testing.assert_allclose(scores["matched_iou"], (0.5 + 0 + 1) / 3)  # one square matched to the merged pair
+
+
+def test_targets_point_every_instance_pixel_at_its_centre():
+    target = masker.targets(jnp.asarray(touching_squares()), SPEC.sigma)
+    chex.assert_shape([target["foreground"], target["centre"]], (1, 32, 32))
+    chex.assert_shape(target["offset"], (1, 32, 32, 2))
+    np.testing.assert_allclose(target["offset"][0, 4, 4], [4.5, 4.5])  # corner -> centre (8.5, 8.5)
+    np.testing.assert_allclose(target["offset"][0, 0, 0], [0.0, 0.0])  # background
+    peak = np.exp(-0.5 / (2 * SPEC.sigma**2))  # the pixel nearest a centre is 0.5 px² from it
+    assert float(target["centre"].max()) == pytest.approx(peak, rel=1e-5)
+
+
+def test_a_masker_spec_refuses_values_a_hostile_workdir_could_hold():
+    with pytest.raises(ValueError, match="width must be an integer"):
+        masker.MaskerSpec(width=10**9)
+    with pytest.raises(ValueError, match="peak_window must be odd"):
+        masker.MaskerSpec(peak_window=4)
+    with pytest.raises(ValueError, match="not a masker spec"):
+        masker.MaskerSpec.from_dict({"width": 4, "evil": 1})
+
+
+def masker_config(tmp_path, **overrides):
+    config = tiny_config(tmp_path, ins_max=4, batch_size=2, checkpoint_every_steps=2, **overrides)
+    config.masker = {"width": 4, "n_blocks": 1, "ins_max": 4, "sigma": 2.0, "centre_threshold": 0.2, "peak_window": 5}
+    return config
+
+
+@pytest.fixture(scope="module")
+def masker_workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("masker")
+    masker_train.train_masker(masker_config(root, num_train_steps=2), str(root / "run"))
+    return root
+
+
+def test_training_resumes_and_the_workdir_predicts_masks_as_instagan_reads_them(masker_workdir, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(masker_workdir / "run", workdir)
+    before = masker_train.load_masker(str(workdir))[1]
+    after = masker_train.train_masker(masker_config(masker_workdir, num_train_steps=4), str(workdir))
+    assert checkpoint.complete_steps(workdir) == [2, 4]
+    assert not np.allclose(jax.tree.leaves(before)[0], jax.tree.leaves(after)[0])  # resumed and trained on
+    predictor = masker_train.MaskPredictor.from_workdir(str(workdir))
+    assert predictor.spec == masker.MaskerSpec(width=4, n_blocks=1, ins_max=4)
+    masks = predictor(np.zeros((3, 32, 32, 3), np.float32))
+    chex.assert_shape(masks, (3, 32, 32, 4))
+    area = (masks > 0).sum(axis=(1, 2))
+    assert (np.diff(area, axis=-1) <= 0).all()  # largest first, empty slots last
+    with pytest.raises(ValueError, match="multiples of 4"):
+        predictor(np.zeros((1, 30, 32, 3), np.float32))
+
+
+def test_a_damaged_masker_workdir_is_named(masker_workdir, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(masker_workdir / "run", workdir)
+    (workdir / "checkpoints" / "2" / "masker_spec" / "metadata").write_text('{"width": -1}')
+    with pytest.raises(checkpoint.CheckpointError, match=r"checkpoints/2: not a readable masker checkpoint"):
+        masker_train.load_masker(str(workdir))
+
+
+def test_photos_without_masks_are_translated_with_predicted_ones(masker_workdir, converted_workdir, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("p0", "p1"):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), np.uint8)).save(photos / f"{name}.png")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "translate.py"), f"--workdir={converted_workdir}",
+                           "--masks=auto", f"--masker_workdir={masker_workdir / 'run'}", f"--image_dir={photos}",
+                           "--ins_max=4", f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("p0", "p1"):
+        assert np.asarray(Image.open(out / f"{name}_fake_B_img.png")).shape == (32, 32, 3)
+    predicted = image_io.index_masks(str(out / "predicted_masks"))
+    assert set(predicted) <= {"p0", "p1"}  # the masks it used, in the authors' layout
+    assert "predicted masks" in done.stdout
+    refused = subprocess.run([sys.executable, str(REPO / "experiments" / "translate.py"),
+                              f"--workdir={converted_workdir}", "--masks=auto", f"--image_dir={photos}",
+                              f"--output_dir={out}"], cwd=REPO, capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
+    assert refused.returncode == 1 and "--masks auto needs --masker_workdir" in refused.stderr
+
+
+def test_the_python_api_predicts_masks_when_given_none(masker_workdir, converted_workdir):
+    translator = Translator.from_workdir(converted_workdir, ins_per=2, ins_max=4)
+    image = np.zeros((32, 32, 3), np.float32)
+    with pytest.raises(ValueError, match="no masks given and no masker"):
+        translator.translate(image)
+    translator.masker = masker_train.MaskPredictor.from_workdir(str(masker_workdir / "run"))
+    out = translator.translate(image, direction="BtoA")
+    chex.assert_shape([out["image"], out["input_masks"]], [(32, 32, 3), (32, 32, 4)])
+    np.testing.assert_array_equal(out["input_masks"], translator.masker(image[None])[0])
