@@ -39,3 +39,15 @@ def converted_workdir(tmp_path_factory, converted) -> str:
     workdir = str(tmp_path_factory.mktemp("converted"))
     checkpoint.save_networks(workdir, *converted)
     return workdir
+
+
+@pytest.fixture(scope="session")
+def masker_workdir(tmp_path_factory) -> pathlib.Path:
+    """ROOT/run: a masker (width 4, one block) trained 2 steps on the tiny shapes set."""
+    from helpers import masker_config
+
+    from instagan_jax import masker_train
+
+    root = tmp_path_factory.mktemp("masker")
+    masker_train.train_masker(masker_config(root, num_train_steps=2), str(root / "run"))
+    return root

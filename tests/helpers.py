@@ -21,3 +21,10 @@ def tiny_config(tmp_path, **overrides):
     for key, value in overrides.items():
         config[key] = value
     return config
+
+
+def masker_config(tmp_path, **overrides):
+    """experiments/configs/tiny.py's data with a tiny masker (width 4, one block, 4 slots)."""
+    config = tiny_config(tmp_path, ins_max=4, batch_size=2, checkpoint_every_steps=2, **overrides)
+    config.masker = {"width": 4, "n_blocks": 1, "ins_max": 4, "sigma": 2.0, "centre_threshold": 0.2, "peak_window": 5}
+    return config

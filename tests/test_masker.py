@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import REPO, tiny_config
+from helpers import REPO, masker_config
 from PIL import Image
 
 from instagan_jax import checkpoint, evaluation, image_io, masker, masker_train
@@ -65,19 +65,6 @@ def test_a_masker_spec_refuses_values_a_hostile_workdir_could_hold():
         masker.MaskerSpec(peak_window=4)
     with pytest.raises(ValueError, match="not a masker spec"):
         masker.MaskerSpec.from_dict({"width": 4, "evil": 1})
-
-
-def masker_config(tmp_path, **overrides):
-    config = tiny_config(tmp_path, ins_max=4, batch_size=2, checkpoint_every_steps=2, **overrides)
-    config.masker = {"width": 4, "n_blocks": 1, "ins_max": 4, "sigma": 2.0, "centre_threshold": 0.2, "peak_window": 5}
-    return config
-
-
-@pytest.fixture(scope="module")
-def masker_workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("masker")
-    masker_train.train_masker(masker_config(root, num_train_steps=2), str(root / "run"))
-    return root
 
 
 def test_training_resumes_and_the_workdir_predicts_masks_as_instagan_reads_them(masker_workdir, tmp_path):
