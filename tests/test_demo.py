@@ -1,0 +1,158 @@
+"""The web demo: its input handling in Python, and the page in a real headless Chromium
+(upload, predict masks, translate; the page's picture equals Translator.translate)."""
+
+import io
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from helpers import REPO
+from PIL import Image
+
+from instagan_jax.inference import Translator
+from instagan_jax.masker_train import MaskPredictor
+
+demo = pytest.importorskip("instagan_jax.demo", reason="the demo extra (gradio) is not installed")
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def editor(image, layers):
+    return {"background": image, "layers": layers, "composite": None}
+
+
+def layer(h, w, box):
+    out = np.zeros((h, w, 4), np.uint8)
+    out[box[0] : box[1], box[2] : box[3]] = (230, 25, 75, 255)
+    return out
+
+
+def test_painted_layers_become_masks_and_bad_input_gets_a_message():
+    photo = np.full((34, 33, 4), 128, np.uint8)
+    layers = [layer(34, 33, (2, 8, 2, 8)), np.zeros((34, 33, 4), np.uint8), layer(34, 33, (10, 20, 10, 30))]
+    image, masks, notes = demo.image_and_masks(editor(photo, layers), ins_max=4)
+    assert image.shape == (32, 32, 3) and masks.shape == (32, 32, 2)  # cropped to multiples of 4; empty layer dropped
+    assert (masks[2:8, 2:8, 0] == 1).all() and (masks[..., 0] == 1).sum() == 36
+    assert notes == ["cropped from 33x34 to 32x32 (sides must be multiples of 4)"]
+    _, _, notes = demo.image_and_masks(editor(photo, layers * 3), ins_max=4)
+    assert "6 instances painted; the model uses the 4 largest (ins_max)" in notes
+    with pytest.raises(demo.DemoInputError, match="No instance is painted"):
+        demo.image_and_masks(editor(photo, [np.zeros((34, 33, 4), np.uint8)]), ins_max=4)
+    with pytest.raises(demo.DemoInputError, match="Upload a photo"):
+        demo.image_and_masks(None, ins_max=4)
+    with pytest.raises(demo.DemoInputError, match="over the demo's limit"):
+        demo.image_and_masks(editor(np.zeros((1100, 1000, 3), np.uint8), []), ins_max=4)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served_demo(converted_workdir, masker_workdir, tmp_path):
+    port = free_port()
+    log = open(tmp_path / "demo.log", "w")  # noqa: SIM115 - closed below
+    cmd = [sys.executable, str(REPO / "experiments" / "demo.py"), f"--workdir={converted_workdir}",
+           f"--masker_workdir={masker_workdir / 'run'}", f"--port={port}", "--ins_max=4"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 300
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                log.close()
+                pytest.fail("the demo did not start:\n" + (tmp_path / "demo.log").read_text()[-3000:])
+            time.sleep(1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=60)
+    log.close()
+
+
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def wait_for_text(driver, element_id, text, timeout=180):
+    from selenium.webdriver.common.by import By
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        shown = driver.find_element(By.ID, element_id).text
+        if text in shown:
+            return shown
+        time.sleep(0.5)
+    raise AssertionError(f"#{element_id} never showed {text!r}; it shows {shown!r}")
+
+
+def fetch_png(url) -> np.ndarray:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"))
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("INSTAGAN_REQUIRE_BROWSER"),
+    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
+)
+def test_the_page_predicts_masks_and_translates_like_the_translator(served_demo, converted_workdir, masker_workdir,
+                                                                    tmp_path):  # fmt: skip
+    from selenium.webdriver.common.by import By
+
+    pytest.importorskip("selenium")
+    photo = np.asarray(Image.open(demo.example_photos(str(tmp_path))[0]).convert("RGB"))
+    Image.fromarray(photo).save(tmp_path / "upload.png")
+    driver = browser()
+    try:
+        driver.get(served_demo)
+        deadline = time.time() + 60
+        while not driver.find_elements(By.CSS_SELECTOR, "#editor input[type=file]") and time.time() < deadline:
+            time.sleep(0.5)
+        driver.find_element(By.CSS_SELECTOR, "#editor input[type=file]").send_keys(str(tmp_path / "upload.png"))
+        time.sleep(2)
+        driver.find_element(By.ID, "predict").click()
+        wait_for_text(driver, "status", "Predicted")
+        driver.find_element(By.ID, "translate").click()
+        shown = wait_for_text(driver, "status", "Translated A → B")
+        translated = fetch_png(driver.find_element(By.CSS_SELECTOR, "#out_2 img").get_attribute("src"))
+        downloads = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#downloads a")]
+        driver.save_screenshot(str(tmp_path / "demo.png"))
+        requests = [json.loads(entry["message"])["message"] for entry in driver.get_log("performance")]
+    finally:
+        driver.quit()
+    # what the page shows is Translator.translate on the same photo and the masker's masks
+    translator = Translator.from_workdir(converted_workdir, ins_per=2, ins_max=4)
+    image = photo.astype(np.float32) / 127.5 - 1.0
+    masks = MaskPredictor.from_workdir(str(masker_workdir / "run"))(image[None])[0]
+    expected = translator.translate(image, masks)
+    reference = np.clip((expected["image"] + 1) / 2 * 255, 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(translated, reference)
+    assert "instance masks" in shown
+    np.testing.assert_array_equal(
+        fetch_png(next(u for u in downloads if u.endswith("photo_fake_B_img.png"))), reference
+    )
+    # nothing was fetched from outside this machine (fonts, scripts, analytics)
+    urls = {m["params"]["request"]["url"] for m in requests if m.get("method") == "Network.requestWillBeSent"}
+    outside = sorted(u for u in urls if not u.startswith((served_demo, "data:", "blob:")))
+    assert not outside, outside
+    assert pathlib.Path(tmp_path / "demo.png").stat().st_size > 0
