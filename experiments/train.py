@@ -13,13 +13,12 @@ Cloud TPU), which sets them; see the README's "Scale out".
 """
 
 import logging as pylogging
-import signal
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from instagan_jax import checkpoint, cli, parallel, train
+from instagan_jax import checkpoint, cli, parallel, stopping, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and the config.", required=True)
@@ -50,9 +49,9 @@ def main(argv):
     logging.info("config:\n%s", FLAGS.config)
     try:
         train.train(FLAGS.config, FLAGS.workdir)
-    except train.StopRequested as stop:
+    except stopping.StopRequested as stop:
         logging.warning("stopped by %s after saving a checkpoint", stop)
-        sys.exit(130 if stop.signum == signal.SIGINT else 0)
+        sys.exit(stop.exit_status)
     except (train.TrainingError, checkpoint.CheckpointWriteError, ValueError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)

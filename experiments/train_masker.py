@@ -8,13 +8,12 @@ Re-running the same command resumes from the workdir's latest checkpoint. Tensor
 ``tensorboard --logdir runs`` (losses, and photo | true masks | predicted masks).
 """
 
-import signal
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from instagan_jax import checkpoint, cli, masker_train, train
+from instagan_jax import checkpoint, cli, masker_train, stopping
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard events.", required=True)
@@ -27,9 +26,9 @@ def main(argv):
     logging.info("config:\n%s", FLAGS.config)
     try:
         masker_train.train_masker(FLAGS.config, FLAGS.workdir)
-    except train.StopRequested as stop:
+    except stopping.StopRequested as stop:
         logging.warning("stopped by %s after saving a checkpoint", stop)
-        sys.exit(130 if stop.signum == signal.SIGINT else 0)
+        sys.exit(stop.exit_status)
     except (checkpoint.CheckpointWriteError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

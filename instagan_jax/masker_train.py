@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import signal
 
 import jax
 import jax.numpy as jnp
@@ -25,10 +24,9 @@ from absl import logging
 from clu import metric_writers
 from tqdm import tqdm
 
-from instagan_jax import checkpoint, checks, summaries, training_config
+from instagan_jax import checkpoint, checks, stopping, summaries, training_config
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
-from instagan_jax.train import StopRequested
 
 ITEMS = ("masker", "trainer", "masker_spec", "config")
 
@@ -176,27 +174,23 @@ def train_masker(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      "config": ocp.args.JsonSave(config.to_dict())}  # fmt: skip
             mngr.save(step, args=ocp.args.Composite(**items))
 
-    stop = {}
-    handlers = {s: signal.signal(s, lambda signum, _: stop.setdefault("signal", signum))
-                for s in (signal.SIGTERM, signal.SIGINT)}  # fmt: skip
     progress = tqdm(total=config.num_train_steps, initial=start, desc="train masker", unit="step")
-    try:
-        for step in range(start + 1, config.num_train_steps + 1):
-            images, masks = _both_domains(next(batches))
-            params, opt_state, metrics = step_fn(params, opt_state, images, masks)
-            progress.update(1)
-            if step % config.log_every_steps == 0 or step == config.num_train_steps:
-                writer.write_scalars(step, {k: float(v) for k, v in jax.device_get(metrics).items()})
-            if step % config.image_every_steps == 0 or step == config.num_train_steps:
-                writer.write_images(step, {"masks": masks_picture(spec, params, held_out)[None]})
-            if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or "signal" in stop:
-                save(step)
-            if "signal" in stop:
-                raise StopRequested(stop["signal"])
-    finally:
-        progress.close()
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
-        writer.flush()
-        mngr.wait_until_finished()
+    with stopping.stop_signals() as stop:
+        try:
+            for step in range(start + 1, config.num_train_steps + 1):
+                images, masks = _both_domains(next(batches))
+                params, opt_state, metrics = step_fn(params, opt_state, images, masks)
+                progress.update(1)
+                if step % config.log_every_steps == 0 or step == config.num_train_steps:
+                    writer.write_scalars(step, {k: float(v) for k, v in jax.device_get(metrics).items()})
+                if step % config.image_every_steps == 0 or step == config.num_train_steps:
+                    writer.write_images(step, {"masks": masks_picture(spec, params, held_out)[None]})
+                if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or "signal" in stop:
+                    save(step)
+                if "signal" in stop:
+                    raise stopping.StopRequested(stop["signal"])
+        finally:
+            progress.close()
+            writer.flush()
+            mngr.wait_until_finished()
     return params

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import signal
 import time
 
 import jax
@@ -24,7 +23,7 @@ from absl import logging
 from clu import metric_writers
 from tqdm import tqdm
 
-from instagan_jax import checkpoint, domains, parallel, summaries, training_config
+from instagan_jax import checkpoint, domains, parallel, stopping, summaries, training_config
 from instagan_jax import train_step as ts
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import translate_arrays
@@ -32,12 +31,6 @@ from instagan_jax.inference import translate_arrays
 
 class TrainingError(RuntimeError):
     """Training stopped for a reason the user must see (a non-finite loss, a mismatched init_from)."""
-
-
-class StopRequested(Exception):
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def _device_batch(batch: dict) -> dict:
@@ -119,43 +112,37 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
         with checkpoint.explained_write_errors(mngr, workdir, f"checkpoint {step}"):
             checkpoint.save_train_state(mngr, step, state, cfg.spec, config.to_dict())
 
-    stop = {}
-    handlers = {
-        s: signal.signal(s, lambda signum, _: stop.setdefault("signal", signum))
-        for s in (signal.SIGTERM, signal.SIGINT)
-    }
     progress = tqdm(total=config.num_train_steps, initial=start, desc="train", unit="step", disable=not is_chief)
     last_good, timer = start, (time.perf_counter(), start)
-    try:
-        for step in range(start + 1, config.num_train_steps + 1):
-            batch = parallel.global_batch(next(batches), mesh)
-            state, metrics = step_fn(state, batch)
-            progress.update(1)
-            if step % config.log_every_steps == 0 or step == config.num_train_steps:
-                scalars = {k: float(v) for k, v in jax.device_get(metrics).items() if not k.startswith("chunks/")}
-                bad = [k for k, v in scalars.items() if not math.isfinite(v)]
-                if bad:
-                    raise TrainingError(
-                        f"non-finite loss {bad} at step {step}; the last good checkpoint is step {last_good} "
-                        f"in {checkpoint.checkpoint_dir(workdir)}"
-                    )
-                now = time.perf_counter()
-                scalars["steps_per_sec"] = (step - timer[1]) / max(now - timer[0], 1e-9)
-                timer = (now, step)
-                writer.write_scalars(step, scalars)  # also the plain log line, through clu's logging writer
-            if is_chief and (step % config.image_every_steps == 0 or step == config.num_train_steps):
-                writer.write_images(step, {"translation": translation_picture(cfg, state, picture_batch)[None]})
-            if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
-                save(step)
-                last_good = step
-            if "signal" in stop:
-                save(step)
-                raise StopRequested(stop["signal"])
-    finally:
-        progress.close()
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
-        writer.flush()
-        with checkpoint.explained_write_errors(mngr, workdir, "the last checkpoint"):
-            mngr.wait_until_finished()
+    with stopping.stop_signals() as stop:
+        try:
+            for step in range(start + 1, config.num_train_steps + 1):
+                batch = parallel.global_batch(next(batches), mesh)
+                state, metrics = step_fn(state, batch)
+                progress.update(1)
+                if step % config.log_every_steps == 0 or step == config.num_train_steps:
+                    scalars = {k: float(v) for k, v in jax.device_get(metrics).items() if not k.startswith("chunks/")}
+                    bad = [k for k, v in scalars.items() if not math.isfinite(v)]
+                    if bad:
+                        raise TrainingError(
+                            f"non-finite loss {bad} at step {step}; the last good checkpoint is step {last_good} "
+                            f"in {checkpoint.checkpoint_dir(workdir)}"
+                        )
+                    now = time.perf_counter()
+                    scalars["steps_per_sec"] = (step - timer[1]) / max(now - timer[0], 1e-9)
+                    timer = (now, step)
+                    writer.write_scalars(step, scalars)  # also the plain log line, through clu's logging writer
+                if is_chief and (step % config.image_every_steps == 0 or step == config.num_train_steps):
+                    writer.write_images(step, {"translation": translation_picture(cfg, state, picture_batch)[None]})
+                if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
+                    save(step)
+                    last_good = step
+                if "signal" in stop:
+                    save(step)
+                    raise stopping.StopRequested(stop["signal"])
+        finally:
+            progress.close()
+            writer.flush()
+            with checkpoint.explained_write_errors(mngr, workdir, "the last checkpoint"):
+                mngr.wait_until_finished()
     return state
