@@ -27,6 +27,8 @@ from instagan_jax.inference import Translator, prepare_masks  # noqa: E402
 MAX_PIXELS = 1024 * 1024  # the largest photo translated (a CPU takes seconds per megapixel)
 MAX_UPLOAD = "20mb"
 THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+# small pictures are shown enlarged with their pixels sharp (the files keep their size)
+CSS = "[id^=out_] img {image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain}"
 DIRECTION_LABELS = {"A → B": "AtoB", "B → A": "BtoA"}
 
 
@@ -34,14 +36,15 @@ class DemoInputError(gr.Error):
     """A problem with what the user gave, shown on the page."""
 
 
-def example_photos(folder: str, size: int = 64) -> list[str]:
-    """Procedural shapes photos of both domains (discs for A -> B, squares for B -> A), written once."""
+def example_photos(folder: str, rendered: int = 40, size: int = 36) -> list[str]:
+    """Procedural shapes photos of both domains (discs for A -> B, squares for B -> A), written once,
+    at the scale the default configs train on (rendered at 40, resized to 36)."""
     paths = []
     for domain, index in (("A", 3), ("A", 7), ("B", 5)):
         path = os.path.join(folder, f"shapes_{domain}{index}.png")
         if not os.path.exists(path):
-            image, _ = shapes.render(domain, seed=2019, index=index, size=(size, size), max_instances=4)
-            Image.fromarray(image).save(path)
+            image, _ = shapes.render(domain, seed=2019, index=index, size=(rendered, rendered), max_instances=4)
+            Image.fromarray(image).resize((size, size), Image.BICUBIC).save(path)
         paths.append(path)
     return paths
 
@@ -156,8 +159,8 @@ def build(translator: Translator, masker=None, examples_dir: str | None = None) 
                 status = gr.Markdown(elem_id="status")
                 with gr.Row():
                     names = ("input", "input masks", "translated", "translated masks")
-                    shown = [gr.Image(label=name, type="numpy", format="png", interactive=False, elem_id=f"out_{i}")
-                             for i, name in enumerate(names)]  # fmt: skip
+                    shown = [gr.Image(label=name, type="numpy", format="png", interactive=False, elem_id=f"out_{i}",
+                                      height=192) for i, name in enumerate(names)]  # fmt: skip
                 downloads = gr.File(label="the PNGs translate.py writes", file_count="multiple", elem_id="downloads")
         predict_button.click(predict, inputs=editor, outputs=[editor, status])
         translate_button.click(translate, inputs=[editor, direction], outputs=[*shown, downloads, status])
@@ -166,5 +169,5 @@ def build(translator: Translator, masker=None, examples_dir: str | None = None) 
 
 def serve(page: gr.Blocks, port: int | None, examples_dir: str) -> None:
     """Serves on 127.0.0.1 only; blocks until interrupted."""
-    page.launch(server_name="127.0.0.1", server_port=port, theme=THEME, max_file_size=MAX_UPLOAD, ssr_mode=False,
-                share=False, footer_links=[], allowed_paths=[examples_dir], quiet=False)  # fmt: skip
+    page.launch(server_name="127.0.0.1", server_port=port, theme=THEME, css=CSS, max_file_size=MAX_UPLOAD,
+                ssr_mode=False, share=False, footer_links=[], allowed_paths=[examples_dir], quiet=False)  # fmt: skip
