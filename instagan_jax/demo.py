@@ -92,7 +92,7 @@ def image_and_masks(editor: dict | None, ins_max: int) -> tuple[np.ndarray, np.n
 
 def layers_of(masks: np.ndarray) -> list[np.ndarray]:
     """(H, W, n) masks -> one RGBA layer per instance, in the instance's colour (half opaque)."""
-    colours = (summaries.colour_masks(np.eye(masks.shape[-1])[None, None] * 2 - 1)[0, 0] * 255).astype(np.uint8)
+    colours = (summaries.instance_colours(masks.shape[-1]) * 255).astype(np.uint8)
     layers = []
     for k in range(masks.shape[-1]):
         inside = masks[..., k] > 0

@@ -20,11 +20,14 @@ def to_unit(x: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(x, np.float32) + 1.0) / 2.0, 0.0, 1.0)
 
 
+def instance_colours(n: int) -> np.ndarray:
+    """(n, 3) in [0, 1]: the colour of instance slot 0 .. n-1 in every picture."""
+    return _PALETTE[np.arange(n) % len(_PALETTE)]
+
+
 def colour_masks(masks: np.ndarray) -> np.ndarray:
     """(..., H, W, N) masks in [-1, 1] -> (..., H, W, 3): each instance in its own colour on black."""
-    weights = to_unit(masks)  # (..., N)
-    colours = _PALETTE[np.arange(masks.shape[-1]) % len(_PALETTE)]  # (N, 3)
-    return np.clip(weights @ colours, 0.0, 1.0)
+    return np.clip(to_unit(masks) @ instance_colours(masks.shape[-1]), 0.0, 1.0)
 
 
 def overlay(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
