@@ -13,10 +13,11 @@ Writes a JSON (--json, default WORKDIR/eval/masker.json) and prints a table.
 import json
 import os
 
+import ml_collections
 import numpy as np
 from absl import app, flags
 
-from instagan_jax import cli, domains, evaluation, masker_train
+from instagan_jax import checkpoint, cli, domains, evaluation
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
@@ -31,19 +32,15 @@ FLAGS = flags.FLAGS
 
 def predict_in_batches(predictor: MaskPredictor, images: np.ndarray, batch_size: int = 64):
     """(masks, foreground) of every image."""
-    masks, foreground = [], []
-    for i in range(0, len(images), batch_size):
-        outputs = predictor.outputs(images[i : i + batch_size])
-        masks.append(np.asarray(masker_lib.group(outputs, predictor.spec)))
-        foreground.append(np.asarray(outputs["foreground"]) > 0)
-    return np.concatenate(masks), np.concatenate(foreground)
+    batches = [predictor.predict(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return np.concatenate([m for m, _ in batches]), np.concatenate([f for _, f in batches])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     predictor = MaskPredictor.from_workdir(FLAGS.workdir)
-    config = masker_train.load_config(FLAGS.workdir)
+    config = ml_collections.ConfigDict(checkpoint.load_config(FLAGS.workdir))
     data = training_data.held_out_examples(config, FLAGS.workdir, config.eval_phase, FLAGS.num_examples)
     report = {"workdir": os.path.abspath(FLAGS.workdir), "num_examples": FLAGS.num_examples, "domains": {}}
     predicted = {}

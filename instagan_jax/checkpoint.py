@@ -48,7 +48,7 @@ class CheckpointWriteError(OSError):
 
 
 @contextlib.contextmanager
-def _reading(workdir: str, step: int, item: str):
+def reading(workdir: str, step: int, item: str):
     """Turns any failure inside orbax/tensorstore/json while reading ``item`` into a CheckpointError."""
     try:
         yield
@@ -145,11 +145,11 @@ def load_networks(
         step = mngr.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{checkpoint_dir(workdir)} holds no complete checkpoint")
-        with _reading(workdir, step, "model_spec"):
+        with reading(workdir, step, "model_spec"):
             spec = ModelSpec.from_dict(
                 mngr.restore(step, args=ocp.args.Composite(model_spec=ocp.args.JsonRestore()))["model_spec"]
             )
-        with _reading(workdir, step, "networks"):
+        with reading(workdir, step, "networks"):
             stored = mngr.item_metadata(step)["networks"]
             _check_stored_shapes(stored, spec, step_dir(workdir, step))
             target = _single_device_target(stored)
@@ -194,7 +194,7 @@ def load_config(workdir: str, step: int | None = None) -> dict:
     step = steps[-1] if step is None else step
     with manager(workdir, item_names=("config",)) as mngr:
         try:
-            with _reading(workdir, step, "config"):
+            with reading(workdir, step, "config"):
                 config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
         except CheckpointError as e:
             if isinstance(e.__cause__, FileNotFoundError):

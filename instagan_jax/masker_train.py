@@ -56,22 +56,20 @@ def load_masker(workdir: str, step: int | None = None) -> tuple[masker_lib.Maske
         step = mngr.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{checkpoint.checkpoint_dir(workdir)} holds no complete checkpoint")
-        folder = checkpoint.step_dir(workdir, step)
-        try:
+        with checkpoint.reading(workdir, step, "masker_spec"):
             stored = mngr.restore(step, args=ocp.args.Composite(masker_spec=ocp.args.JsonRestore()))["masker_spec"]
             spec = masker_lib.MaskerSpec.from_dict(stored)
+        with checkpoint.reading(workdir, step, "masker"):
             expected = jax.eval_shape(functools.partial(_init_params, spec, jax.random.PRNGKey(0), 32, 32))
             target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), expected)
             params = mngr.restore(step, args=ocp.args.Composite(masker=ocp.args.StandardRestore(target)))["masker"]
-        except Exception as e:  # noqa: BLE001 - damaged or foreign files fail anywhere in the stack
-            raise checkpoint.CheckpointError(f"{folder}: not a readable masker checkpoint ({type(e).__name__}: "
-                                             f"{str(e)[:300]})") from e  # fmt: skip
     return spec, params
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _apply(spec: masker_lib.MaskerSpec, params: dict, images: jax.Array) -> dict:
-    return masker_lib.Masker(spec.width, spec.n_blocks).apply({"params": params}, images)
+def _predict(spec: masker_lib.MaskerSpec, params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    outputs = masker_lib.Masker(spec.width, spec.n_blocks).apply({"params": params}, images)
+    return masker_lib.group(outputs, spec), outputs["foreground"] > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,30 +85,14 @@ class MaskPredictor:
         return cls(*load_masker(workdir, step))
 
     def __call__(self, images) -> np.ndarray:
-        return np.asarray(masker_lib.group(self.outputs(images), self.spec))
+        return self.predict(images)[0]
 
-    def outputs(self, images) -> dict:
-        """The network's raw maps (foreground logits, centre heat-map, offsets), before grouping."""
+    def predict(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """(masks, (B, H, W) foreground map): the masks and the network's foreground before grouping."""
         images = jnp.asarray(images, jnp.float32)
         checks.check_image_size(*images.shape[1:3])
-        return _apply(self.spec, self.params, images)
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """The training config stored with a masker workdir's newest checkpoint (its data, sizes, ins_max)."""
-    with _manager(workdir) as mngr:
-        step = mngr.latest_step()
-        if step is None:
-            raise FileNotFoundError(f"{checkpoint.checkpoint_dir(workdir)} holds no complete checkpoint")
-        try:
-            config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-        except Exception as e:  # noqa: BLE001
-            raise checkpoint.CheckpointError(
-                f"{checkpoint.step_dir(workdir, step)}: cannot read its config ({e})"
-            ) from e
-    if not isinstance(config, dict):
-        raise checkpoint.CheckpointError(f"{checkpoint.step_dir(workdir, step)}: its config is not an object")
-    return ml_collections.ConfigDict(config)
+        masks, foreground = _predict(self.spec, self.params, images)
+        return np.asarray(masks), np.asarray(foreground)
 
 
 def make_step(spec: masker_lib.MaskerSpec, optimizer: optax.GradientTransformation):

@@ -88,7 +88,7 @@ def test_a_damaged_masker_workdir_is_named(masker_workdir, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(masker_workdir / "run", workdir)
     (workdir / "checkpoints" / "2" / "masker_spec" / "metadata").write_text('{"width": -1}')
-    with pytest.raises(checkpoint.CheckpointError, match=r"checkpoints/2: not a readable masker checkpoint"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"checkpoints/2: cannot read its masker_spec"):
         masker_train.load_masker(str(workdir))
 
 
