@@ -56,17 +56,24 @@ def _as_rgb(array) -> np.ndarray:
     return array[..., :3].astype(np.uint8)
 
 
-def image_and_masks(editor: dict | None, ins_max: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The editor's photo as (H, W, 3) in [-1, 1], its painted layers as (H, W, n) masks, notes.
-
-    Each non-empty layer is one instance; H and W are cropped to multiples of 4.
-    """
+def photo_of(editor: dict | None) -> np.ndarray:
+    """The editor's photo, (H, W, 3) uint8, within the pixel limit."""
     if not editor or editor.get("background") is None:
         raise DemoInputError("Upload a photo (or pick an example) first.")
     background = _as_rgb(editor["background"])
     h, w = background.shape[:2]
     if h * w > MAX_PIXELS:
         raise DemoInputError(f"The photo is {w}x{h} pixels, over the demo's limit of {MAX_PIXELS}; shrink it first.")
+    return background
+
+
+def image_and_masks(editor: dict | None, ins_max: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The editor's photo as (H, W, 3) in [-1, 1], its painted layers as (H, W, n) masks, notes.
+
+    Each non-empty layer is one instance; H and W are cropped to multiples of 4.
+    """
+    background = photo_of(editor)
+    h, w = background.shape[:2]
     notes = []
     crop_h, crop_w = h - h % checks.SIZE_MULTIPLE, w - w % checks.SIZE_MULTIPLE
     if crop_h < checks.SIZE_MULTIPLE or crop_w < checks.SIZE_MULTIPLE:
@@ -111,14 +118,10 @@ def build(translator: Translator, masker=None, examples_dir: str | None = None) 
     def predict(editor):
         if masker is None:
             raise DemoInputError("This demo was started without --masker_workdir: paint the masks instead.")
-        if not editor or editor.get("background") is None:
-            raise DemoInputError("Upload a photo (or pick an example) first.")
-        background = _as_rgb(editor["background"])
+        background = photo_of(editor)
         h, w = background.shape[:2]
-        if h * w > MAX_PIXELS or h % 4 or w % 4:
-            raise DemoInputError(
-                f"Masks are predicted for photos up to {MAX_PIXELS} pixels, sides multiple of 4; this is {w}x{h}."
-            )
+        if h % checks.SIZE_MULTIPLE or w % checks.SIZE_MULTIPLE:
+            raise DemoInputError(f"Masks are predicted for photos with sides multiple of 4; this is {w}x{h}.")
         masks = masker((background.astype(np.float32) / 127.5 - 1.0)[None])[0]
         layers = layers_of(masks)
         status = f"Predicted {len(layers)} instance masks: check them (each is a layer), then translate."
