@@ -33,6 +33,7 @@ flags.DEFINE_string("phase", None, "Held-out split prefix; the config's eval_pha
 flags.DEFINE_string("json", None, "Where the metrics go; WORKDIR/eval/metrics.json if unset.")
 flags.DEFINE_string("out_dir", None, "Where the pictures and index.html go; WORKDIR/eval if unset.")
 flags.DEFINE_integer("grid_rows", 8, "Examples shown per direction.")
+flags.DEFINE_bool("averaged", True, "Score the generators' moving averages where the run keeps them (ema_decay > 0).")
 FLAGS = flags.FLAGS
 
 
@@ -40,6 +41,10 @@ def translate_all(translator: Translator, images, masks, direction: str, batch_s
     outs = [translator.translate_batch(images[i : i + batch_size], masks[i : i + batch_size], direction)
             for i in range(0, len(images), batch_size)]  # fmt: skip
     return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+
+def task_of(config) -> str:
+    return config.get("shapes_task", "squares")  # runs from before the bars task have none
 
 
 def score(config, data, outputs) -> dict:
@@ -51,7 +56,7 @@ def score(config, data, outputs) -> dict:
         generated = fake_masks if config.model == "insta_gan" else None
         if config.dataset == "shapes":
             scores[direction] = evaluation.shapes_scores(
-                data[f"image_{x}"], data[f"masks_{x}"], fake, x, target, output_masks=generated
+                data[f"image_{x}"], data[f"masks_{x}"], fake, x, target, output_masks=generated, task=task_of(config)
             )
         else:
             scores[direction] = {
@@ -144,15 +149,19 @@ def main(argv):
         raise app.UsageError(str(e)) from e
     reference = None
     if config.dataset == "shapes":
-        reference = {x: evaluation.reference_scores(data[f"image_{x}"], data[f"masks_{x}"], x) for x in ("B", "A")}
+        reference = {x: evaluation.reference_scores(data[f"image_{x}"], data[f"masks_{x}"], x, task_of(config))
+                     for x in ("B", "A")}  # fmt: skip
     results = []
     for step in tqdm(steps, desc="evaluate", unit="checkpoint"):
-        translator = Translator.from_workdir(workdir, step, ins_per=config.ins_per, ins_max=config.ins_max)
+        translator = Translator.from_workdir(
+            workdir, step, averaged=FLAGS.averaged, ins_per=config.ins_per, ins_max=config.ins_max
+        )
         outputs = {}
         for d in domains.DIRECTIONS:
             x = domains.source(d)
             outputs[d] = translate_all(translator, data[f"image_{x}"], data[f"masks_{x}"], d)
-        result = {"step": step, **score(config, data, outputs)}
+        result = {"step": step, "averaged": FLAGS.averaged and checkpoint.has_ema(workdir, step),
+                  **score(config, data, outputs)}  # fmt: skip
         result["pictures"] = write_pictures(data, outputs, out_dir, step, FLAGS.grid_rows)
         results.append(result)
         logging.info("step %d: %s", step, json.dumps({d: result[d] for d in domains.DIRECTIONS}))

@@ -54,13 +54,14 @@ def main(argv):
     if FLAGS.instagan_workdir:
         translator = Translator.from_workdir(FLAGS.instagan_workdir, ins_per=2, ins_max=config.ins_max)
         report["translation"] = {}
+        task = checkpoint.load_config(FLAGS.instagan_workdir).get("shapes_task", "squares")
         for direction in domains.DIRECTIONS:
             x, target = domains.source(direction), domains.target(direction)
             scores = {}
             for name, masks in (("true_masks", data[f"masks_{x}"]), ("predicted_masks", predicted[x])):
                 fake, fake_masks = translator.translate_batch(data[f"image_{x}"], masks, direction)
                 scores[name] = evaluation.shapes_scores(data[f"image_{x}"], data[f"masks_{x}"], fake, x, target,
-                                                        output_masks=fake_masks)  # fmt: skip
+                                                        output_masks=fake_masks, task=task)  # fmt: skip
             report["translation"][direction] = scores
     path = FLAGS.json or os.path.join(FLAGS.workdir, "eval", "masker.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)

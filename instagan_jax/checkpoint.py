@@ -3,7 +3,9 @@
 Each numbered step directory holds the items
   - ``networks``: {"G_A", "G_B"[, "D_A", "D_B"]: Flax variables (params, spectral)},
   - ``model_spec``: the ModelSpec as JSON, enough to rebuild the modules,
-and, for checkpoints written by training, the rest of the train state. A converted
+and, for checkpoints written by training, the rest of the train state (``trainer``, ``config``,
+and ``ema``: {"G_A", "G_B": {"params"}} averaged generators when the run keeps them, which
+translation and evaluation then use). A converted
 authors' checkpoint is step 0 with ``networks`` and ``model_spec`` only, which is what
 translate and fine-tuning restore.
 
@@ -32,7 +34,8 @@ UNREADABLE_SUBDIR = "unreadable_checkpoints"  # where damaged checkpoints are mo
 # Old checkpoints leave by an atomic rename into this folder and are removed from there: deleting
 # them in place, file by file, would leave a half-deleted step that looks complete if killed.
 DELETED_SUBDIR = "deleted"
-TRAIN_ITEMS = ("networks", "model_spec", "trainer", "config")
+TRAIN_ITEMS = ("networks", "model_spec", "trainer", "config", "ema")
+EMA_ITEM = "ema"
 
 
 class CheckpointError(ValueError):
@@ -132,12 +135,19 @@ def _single_device_target(metadata) -> object:
     return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding), metadata)
 
 
+def has_ema(workdir: str, step: int) -> bool:
+    """Does checkpoint ``step`` keep averaged generators?"""
+    return os.path.isdir(os.path.join(step_dir(workdir, step), EMA_ITEM))
+
+
 def load_networks(
-    workdir: str, step: int | None = None, names: tuple[str, ...] | None = None
+    workdir: str, step: int | None = None, names: tuple[str, ...] | None = None, averaged: bool = True
 ) -> tuple[ModelSpec, dict]:
     """Restores (spec, {name: variables}) from ``workdir``'s latest (or given) checkpoint.
 
-    Works whatever topology wrote the checkpoint (e.g. an 8-device run read in Colab).
+    With ``averaged`` the generators are their moving averages where the checkpoint keeps
+    them (a run with ema_decay > 0), else the trained weights. Works whatever topology wrote
+    the checkpoint (e.g. an 8-device run read in Colab).
     """
     if not os.path.isdir(checkpoint_dir(workdir)):
         raise FileNotFoundError(f"no checkpoints under {checkpoint_dir(workdir)} (convert or train first)")
@@ -156,6 +166,13 @@ def load_networks(
             networks = mngr.restore(step, args=ocp.args.Composite(networks=ocp.args.StandardRestore(target)))[
                 "networks"
             ]
+        if averaged and has_ema(workdir, step):
+            with reading(workdir, step, EMA_ITEM):
+                stored = mngr.item_metadata(step)[EMA_ITEM]
+                _check_stored_shapes(stored, spec, step_dir(workdir, step))
+                ema = mngr.restore(step, args=ocp.args.Composite(ema=ocp.args.StandardRestore(
+                    _single_device_target(stored))))[EMA_ITEM]  # fmt: skip
+            networks.update(ema)
     if names is not None:
         missing = [n for n in names if n not in networks]
         if missing:
@@ -222,32 +239,44 @@ def save_train_state(mngr: ocp.CheckpointManager, step: int, state, spec: ModelS
     if jax.process_index() == 0:
         purge_deleted(mngr)
     networks, trainer = _split_train_state(state)
-    mngr.save(
-        step,
-        args=ocp.args.Composite(
-            networks=ocp.args.StandardSave(networks),
-            trainer=ocp.args.StandardSave(trainer),
-            model_spec=ocp.args.JsonSave(dataclasses.asdict(spec)),
-            config=ocp.args.JsonSave(config),
-        ),
-    )
+    items = {
+        "networks": ocp.args.StandardSave(networks),
+        "trainer": ocp.args.StandardSave(trainer),
+        "model_spec": ocp.args.JsonSave(dataclasses.asdict(spec)),
+        "config": ocp.args.JsonSave(config),
+    }
+    if state.ema:
+        items[EMA_ITEM] = ocp.args.StandardSave({name: {"params": p} for name, p in state.ema.items()})
+    mngr.save(step, args=ocp.args.Composite(**items))
 
 
 def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract_state, sharding):
-    """Restores checkpoint ``step`` into the structure of ``abstract_state``, every leaf on ``sharding``."""
+    """Restores checkpoint ``step`` into the structure of ``abstract_state``, every leaf on ``sharding``.
+
+    A run that keeps averaged generators but resumes from a checkpoint without them (the
+    average was turned on later) starts the average from the restored generators.
+    """
     with_sharding = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
     networks, trainer = _split_train_state(abstract_state)
-    restored = mngr.restore(
-        step,
-        args=ocp.args.Composite(
-            networks=ocp.args.StandardRestore(with_sharding(networks)),
-            trainer=ocp.args.StandardRestore(with_sharding(trainer)),
-        ),
-    )
+    items = {
+        "networks": ocp.args.StandardRestore(with_sharding(networks)),
+        "trainer": ocp.args.StandardRestore(with_sharding(trainer)),
+    }
+    restore_ema = bool(abstract_state.ema) and os.path.isdir(os.path.join(str(mngr.directory), str(step), EMA_ITEM))
+    if restore_ema:
+        ema = {name: {"params": p} for name, p in abstract_state.ema.items()}
+        items[EMA_ITEM] = ocp.args.StandardRestore(with_sharding(ema))
+    restored = mngr.restore(step, args=ocp.args.Composite(**items))
     networks, trainer = restored["networks"], restored["trainer"]
+    params = {name: n["params"] for name, n in networks.items()}
+    if restore_ema:
+        ema = {name: n["params"] for name, n in restored[EMA_ITEM].items()}
+    else:
+        ema = jax.tree.map(jax.numpy.copy, {name: params[name] for name in abstract_state.ema})  # own buffers
     return abstract_state.replace(
-        params={name: n["params"] for name, n in networks.items()},
+        params=params,
         spectral={name: networks[name]["spectral"] for name in abstract_state.spectral},
+        ema=ema,
         **trainer,
     )
 

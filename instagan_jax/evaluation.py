@@ -7,7 +7,8 @@ target domain's colour family (saturated, bright: the grey-green backgrounds nev
 their connected components are the output's instances.
 
 - shape rate: fraction of output components with the target shape (rectangularity =
-  area / bounding-box area >= 0.9 for squares; between 0.5 and 0.9 for discs, ~0.785);
+  area / bounding-box area >= 0.9 for squares; between 0.5 and 0.9 for discs, ~0.785; on the
+  "bars" task, bars are also at least twice as long as wide, discs less than that);
 - count preservation: fraction of images whose number of output components equals the
   number of connected components of the merged input masks;
 - colour success: fraction of input instances whose mean output colour (over the input
@@ -38,6 +39,8 @@ from instagan_jax.datasets.shapes import HUES
 
 SQUARE_MIN_FILL = 0.9
 DISC_FILL_RANGE = (0.5, 0.9)
+BAR_MIN_ELONGATION = 2.0  # bars: drawn 3 to 4.5 times as long as wide; discs: at most 1.33 (but
+# cut by the image border or occluded, the visible parts of either stretch or shrink)
 MIN_COMPONENT_FRACTION = 0.005  # of the image area: smaller specks are not instances
 _MIN_SATURATION, _MIN_VALUE, _HUE_TOLERANCE = 0.45, 0.45, 0.12
 
@@ -87,11 +90,20 @@ def fill_ratio(mask: np.ndarray) -> float:
     return float(mask.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1)))
 
 
-def has_shape_of(mask: np.ndarray, domain: str) -> bool:
+def elongation(mask: np.ndarray) -> float:
+    """Long side / short side of the bounding box."""
+    ys, xs = np.nonzero(mask)
+    sides = sorted((np.ptp(ys) + 1, np.ptp(xs) + 1))
+    return float(sides[1] / sides[0])
+
+
+def has_shape_of(mask: np.ndarray, domain: str, task: str = "squares") -> bool:
+    """Is this component a shape of ``domain`` (discs in A; squares or bars in B, by ``task``)?"""
     fill = fill_ratio(mask)
-    if domain == "B":  # squares and rectangles
-        return fill >= SQUARE_MIN_FILL
-    return DISC_FILL_RANGE[0] <= fill < DISC_FILL_RANGE[1]
+    if domain == "B":
+        return fill >= SQUARE_MIN_FILL and (task == "squares" or elongation(mask) >= BAR_MIN_ELONGATION)
+    disc = DISC_FILL_RANGE[0] <= fill < DISC_FILL_RANGE[1]
+    return disc and (task == "squares" or elongation(mask) < BAR_MIN_ELONGATION)
 
 
 def _mean_hue_nearer(image: np.ndarray, where: np.ndarray, target: str, source: str) -> bool:
@@ -100,8 +112,10 @@ def _mean_hue_nearer(image: np.ndarray, where: np.ndarray, target: str, source: 
     return bool(_hue_distance(np.array(hue), _hue_centre(target)) < _hue_distance(np.array(hue), _hue_centre(source)))
 
 
-def shapes_scores(inputs, input_masks, outputs, source: str, target: str, output_masks=None) -> dict[str, float]:
-    """Scores a batch of translations source -> target on shapes.
+def shapes_scores(
+    inputs, input_masks, outputs, source: str, target: str, output_masks=None, task: str = "squares"
+) -> dict[str, float]:
+    """Scores a batch of translations source -> target on shapes (of ``task``).
 
     inputs, outputs: (N, H, W, 3) in [-1, 1]; input_masks: (N, H, W, K) in [-1, 1] (-1 = empty
     slot); output_masks: the generator's masks, same shape, or None (CycleGAN).
@@ -117,21 +131,21 @@ def shapes_scores(inputs, input_masks, outputs, source: str, target: str, output
     if output_masks is not None:
         changed |= np.any(np.asarray(output_masks) > 0, axis=-1)
     scores = {
-        **_component_scores(target_pixels, input_masks, target),
+        **_component_scores(target_pixels, input_masks, target, task),
         "colour_success": colour_hits / max(colour_total, 1),
         "background_error": _mean_change_outside(inputs, outputs, changed),
     }
     if output_masks is not None:
-        scores.update(generated_mask_scores(input_masks, output_masks, target))
+        scores.update(generated_mask_scores(input_masks, output_masks, target, task))
     return scores
 
 
-def generated_mask_scores(input_masks, output_masks, target: str) -> dict[str, float]:
+def generated_mask_scores(input_masks, output_masks, target: str, task: str = "squares") -> dict[str, float]:
     """Shape rate of each non-empty generated mask, and count preservation of the merged ones."""
     shape_hits, shape_total, count_hits = 0, 0, 0
     for masks_in, masks_out in zip(np.asarray(input_masks) > 0, np.asarray(output_masks) > 0, strict=True):
         generated = [m for m in np.moveaxis(masks_out, -1, 0) if m.sum() >= MIN_COMPONENT_FRACTION * m.size]
-        shape_hits += sum(has_shape_of(m, target) for m in generated)
+        shape_hits += sum(has_shape_of(m, target, task) for m in generated)
         shape_total += len(generated)
         count_hits += len(components(masks_out.any(-1))) == len(components(masks_in.any(-1)))
     return {
@@ -140,21 +154,21 @@ def generated_mask_scores(input_masks, output_masks, target: str) -> dict[str, f
     }
 
 
-def _component_scores(pixels: np.ndarray, truth_masks, domain: str) -> dict[str, float]:
+def _component_scores(pixels: np.ndarray, truth_masks, domain: str, task: str) -> dict[str, float]:
     """Shape rate of the components of (N, H, W) ``pixels``, and whether their count matches
     the components of the merged (N, H, W, K) ``truth_masks``."""
     shape_hits, shape_total, count_hits = 0, 0, 0
     for found_pixels, masks in zip(pixels, np.asarray(truth_masks) > 0, strict=True):
         found = components(found_pixels)
-        shape_hits += sum(has_shape_of(c, domain) for c in found)
+        shape_hits += sum(has_shape_of(c, domain, task) for c in found)
         shape_total += len(found)
         count_hits += len(found) == len(components(masks.any(-1)))
     return {"shape_rate": shape_hits / max(shape_total, 1), "count_preservation": count_hits / len(pixels)}
 
 
-def reference_scores(images, masks, domain: str) -> dict[str, float]:
+def reference_scores(images, masks, domain: str, task: str = "squares") -> dict[str, float]:
     """Shape rate and count preservation of real ``domain`` images: the ceiling of a translation."""
-    return _component_scores(np.stack([coloured_like(image, domain) for image in images]), masks, domain)
+    return _component_scores(np.stack([coloured_like(image, domain) for image in images]), masks, domain, task)
 
 
 def mask_area_ratio(input_masks, output_masks) -> float:

@@ -51,8 +51,9 @@ class Translator:
         checks.check_chunking(self.ins_max, self.ins_per)
 
     @classmethod
-    def from_workdir(cls, workdir: str, step: int | None = None, **kwargs) -> Translator:
-        spec, generators = checkpoint.load_networks(workdir, step, names=("G_A", "G_B"))
+    def from_workdir(cls, workdir: str, step: int | None = None, averaged: bool = True, **kwargs) -> Translator:
+        """The generators of a checkpoint: their moving averages if the run keeps them and ``averaged``."""
+        spec, generators = checkpoint.load_networks(workdir, step, names=("G_A", "G_B"), averaged=averaged)
         return cls(spec, generators, **kwargs)
 
     def translate_batch(self, images, masks, direction: str = "AtoB") -> tuple[np.ndarray, np.ndarray]:

@@ -217,6 +217,27 @@ class UpsampleConv(nn.Module):
         return y.reshape(batch, 2 * h, 2 * w_, self.features) + bias
 
 
+class ResizeConv(nn.Module):
+    """Nearest-neighbour x2 then reflect pad 1 and conv3x3: the upsampling of Odena et al. (2016).
+
+    Every output pixel sees the same number of kernel taps, so there is no checkerboard; the
+    transposed convolution (UpsampleConv) gives even and odd output pixels 1, 2 or 4 taps,
+    which is where its grid pattern comes from. Not the authors' layer: their checkpoints need
+    ``upsample="transpose"``. Computed as the nearest upsampling it is (simple; its 4x the
+    transposed convolution's FLOPs are small next to the encoders at the sizes it is meant for).
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        return conv(self.features, 3, name="conv")(reflect_pad(x, 1))
+
+
+UPSAMPLING = {"transpose": UpsampleConv, "resize_conv": ResizeConv}
+
+
 class ResnetBlock(nn.Module):
     """x + [pad, conv3x3, IN, ReLU, pad, conv3x3, IN](x)."""
 
@@ -250,16 +271,18 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """u(2 width), u(width), c7s1-out_channels, tanh: (B, H/4, W/4, 4 width) -> (B, H, W, out).
 
-    ``width`` is k * ngf where k is how many 4ngf feature maps were concatenated at the input.
+    ``width`` is k * ngf where k is how many 4ngf feature maps were concatenated at the input;
+    ``upsample`` names the u layers (UPSAMPLING: the paper's "transpose" or "resize_conv").
     """
 
     width: int
     out_channels: int
+    upsample: str = "transpose"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for i in range(2):
-            x = UpsampleConv(self.width * 2 ** (1 - i), name=f"up_{i}")(x)  # (b, 2x, 2x, ..)
+            x = UPSAMPLING[self.upsample](self.width * 2 ** (1 - i), name=f"up_{i}")(x)  # (b, 2x, 2x, ..)
             x = nn.relu(instance_norm(x))
         x = conv(self.out_channels, 7, name="conv_out")(reflect_pad(x, 3))
         return jnp.tanh(x)

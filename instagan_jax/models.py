@@ -54,11 +54,12 @@ class ResnetGenerator(nn.Module):
 
     ngf: int = 64
     n_blocks: int = 9
+    upsample: str = "transpose"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         features = layers.Encoder(self.ngf, self.n_blocks, name="encoder")(x)  # (b, h/4, w/4, 4ngf)
-        return layers.Decoder(self.ngf, IMAGE_CHANNELS, name="decoder")(features)
+        return layers.Decoder(self.ngf, IMAGE_CHANNELS, self.upsample, name="decoder")(features)
 
 
 class SetGenerator(nn.Module):
@@ -70,6 +71,7 @@ class SetGenerator(nn.Module):
 
     ngf: int = 64
     n_blocks: int = 9
+    upsample: str = "transpose"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -82,11 +84,11 @@ class SetGenerator(nn.Module):
         f_set = jnp.sum(f_seg * valid[:, :, None, None, None].astype(f_seg.dtype), axis=1)
 
         context = jnp.concatenate([f_img, f_set], axis=-1)  # (b, h/4, w/4, 8ngf)
-        image_out = layers.Decoder(2 * self.ngf, IMAGE_CHANNELS, name="decoder_img")(context)
+        image_out = layers.Decoder(2 * self.ngf, IMAGE_CHANNELS, self.upsample, name="decoder_img")(context)
 
         context = jnp.broadcast_to(context[:, None], (*f_seg.shape[:-1], context.shape[-1]))
         per_slot = jnp.concatenate([f_seg, context], axis=-1)  # (b, n, h/4, w/4, 12ngf)
-        masks_out = layers.Decoder(3 * self.ngf, 1, name="decoder_seg")(per_slot.reshape(-1, *per_slot.shape[2:]))
+        masks_out = layers.Decoder(3 * self.ngf, 1, self.upsample, name="decoder_seg")(per_slot.reshape(-1, *per_slot.shape[2:]))
         masks_out = masks_out.reshape(b, -1, *masks_out.shape[1:3]).transpose(0, 2, 3, 1)  # (b, h, w, n)
         masks_out = jnp.where(valid[:, None, None, :], masks_out, masks)
         return jnp.concatenate([image_out, masks_out], axis=-1)
@@ -165,6 +167,7 @@ class ModelSpec:
     ndf: int = 64
     n_blocks: int = 9
     n_layers_d: int = 3
+    upsample: str = "transpose"  # the generators' upsampling (layers.UPSAMPLING); the authors' is "transpose"
 
     # Upper bounds keep a spec read from a hostile checkpoint from asking for terabytes;
     # the paper's networks are ngf = ndf = 64, 9 blocks, 3 layers.
@@ -173,6 +176,8 @@ class ModelSpec:
     def __post_init__(self):
         if self.model not in ("insta_gan", "cycle_gan"):
             raise ValueError(f"model must be 'insta_gan' or 'cycle_gan', got {self.model!r}")
+        if not isinstance(self.upsample, str) or self.upsample not in layers.UPSAMPLING:
+            raise ValueError(f"upsample must be one of {sorted(layers.UPSAMPLING)}, got {self.upsample!r}")
         for name, limit in self.LIMITS.items():
             value = getattr(self, name)
             if type(value) is not int or not 0 < value <= limit:
@@ -194,7 +199,7 @@ class ModelSpec:
 
     def generator(self) -> nn.Module:
         cls = SetGenerator if self.uses_masks else ResnetGenerator
-        return cls(ngf=self.ngf, n_blocks=self.n_blocks)
+        return cls(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample)
 
     def discriminator(self) -> nn.Module:
         cls = SetDiscriminator if self.uses_masks else NLayerDiscriminator

@@ -52,9 +52,12 @@ class StepConfig:
     niter_decay: int = 100_000  # then steps of linear decay to 0
     pool_size: int = 50
     scan_unroll: bool = False  # trace the chunk scan once per chunk (see sequential.scan_chunks)
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of the generators (not in the paper)
 
     def __post_init__(self):
         checks.check_chunking(self.ins_max, self.ins_per)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
 
     @property
     def num_chunks(self) -> int:
@@ -79,6 +82,7 @@ class TrainState:
     opt_d: dict  # D_A, D_B: their own Adam states, stepped only when their direction is
     pools: dict  # "fake_A" (fed to D_B), "fake_B" (fed to D_A)
     key: jax.Array
+    ema: dict  # G_A, G_B: moving averages of their params, for evaluation and translation; {} if off
 
 
 def _adam(cfg: StepConfig) -> optax.GradientTransformation:
@@ -97,11 +101,27 @@ def create_state(cfg: StepConfig, key: jax.Array, height: int, width: int, netwo
         step=jnp.zeros((), jnp.int32),
         params=params,
         spectral=spectral,
-        opt_g=adam.init({"G_A": params["G_A"], "G_B": params["G_B"]}),
+        opt_g=adam.init(generators(params)),
         opt_d={name: adam.init(params[name]) for name in ("D_A", "D_B")},
         pools={name: image_pool.create(cfg.pool_size, (height, width, channels)) for name in ("fake_A", "fake_B")},
         key=key,
+        ema=jax.tree.map(jnp.copy, generators(params)) if cfg.ema_decay else {},  # own buffers: the state is donated
     )
+
+
+def generators(params: dict) -> dict:
+    return {name: params[name] for name in ("G_A", "G_B")}
+
+
+def update_ema(cfg: StepConfig, ema: dict, params: dict, step: jax.Array) -> dict:
+    """ema <- d ema + (1 - d) params, with d = min(ema_decay, (1 + step) / (10 + step)).
+
+    The warm-up (as TensorFlow's ExponentialMovingAverage with num_updates) keeps the
+    average from remembering the random init for thousands of steps in short runs.
+    """
+    step = step.astype(jnp.float32)
+    d = jnp.minimum(cfg.ema_decay, (1.0 + step) / (10.0 + step))
+    return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, generators(params))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +224,7 @@ def update_generators(cfg: StepConfig, lr, state: TrainState, carry: dict, chunk
                 named[d.loss_names()[term]] = losses.masked_mean(value, present[d.source])
         return sum(named.values()), (named, spectral, jax.lax.stop_gradient(fakes))
 
-    g_params = {"G_A": state.params["G_A"], "G_B": state.params["G_B"]}
+    g_params = generators(state.params)
     grads, (named, spectral, fakes) = jax.grad(total_loss, has_aux=True)(g_params)
     new_g, opt_g = _adam_step(cfg, lr, g_params, grads, state.opt_g)
     any_present = present["A"].any() | present["B"].any()
@@ -311,6 +331,8 @@ def train_step(cfg: StepConfig, state: TrainState, batch: dict) -> tuple[TrainSt
         metrics[name] = jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
     metrics.update({f"chunks/{name}": v for name, v in chunk_losses.items()})
     metrics["learning_rate"] = lr
+    if cfg.ema_decay:
+        state = state.replace(ema=update_ema(cfg, state.ema, state.params, state.step))
     return state.replace(step=state.step + 1), metrics
 
 

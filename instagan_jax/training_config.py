@@ -14,12 +14,13 @@ import os
 import jax
 
 from instagan_jax import checks
+from instagan_jax.datasets import shapes
 from instagan_jax import train_step as ts
 from instagan_jax.models import ModelSpec
 
 # Keys whose change makes an old checkpoint or data position meaningless.
-SHAPE_KEYS = ("model", "ngf", "ndf", "n_blocks", "ins_max", "ins_per", "fine_size", "load_size", "batch_size",
-              "dataset", "dataroot", "phase", "seed")  # fmt: skip
+SHAPE_KEYS = ("model", "ngf", "ndf", "n_blocks", "upsample", "ins_max", "ins_per", "fine_size", "load_size", "batch_size",
+              "dataset", "dataroot", "shapes_task", "phase", "seed")  # fmt: skip
 DATASETS = ("shapes", "folder", "coco")
 
 
@@ -60,6 +61,8 @@ def validate(config) -> None:
         )
     if config.dataset not in DATASETS:
         raise ValueError(f"config.dataset must be one of {DATASETS}, got {config.dataset!r}")
+    if config.get("shapes_task", "squares") not in shapes.TASKS:
+        raise ValueError(f"config.shapes_task must be one of {shapes.TASKS}, got {config.shapes_task!r}")
     if config.dataset != "shapes" and not os.path.isdir(config.dataroot):
         raise ValueError(f"config.dataroot {config.dataroot!r} is not a folder (needed by dataset {config.dataset!r})")
     if tuple(config.mesh_shape) not in ((-1,), (jax.device_count(),)):

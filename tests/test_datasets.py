@@ -45,6 +45,20 @@ def test_shapes_domains_differ_in_shape_and_colour():
     assert max(hue["A"]) < 0 < min(hue["B"])  # red-orange vs blue
 
 
+def test_the_bars_task_changes_only_domain_b_into_long_bars():
+    elongations = []
+    for i in range(20):
+        image_a, masks_a = shapes.render("A", 0, i, task="bars")
+        np.testing.assert_array_equal(image_a, shapes.render("A", 0, i)[0])  # the same discs as in "squares"
+        _, masks_b = shapes.render("B", 0, i, max_instances=1, task="bars")  # one bar: nothing occludes it
+        ys, xs = np.nonzero(masks_b[0])
+        sides = sorted((np.ptp(ys) + 1, np.ptp(xs) + 1))
+        elongations.append(sides[1] / sides[0])
+    assert np.median(elongations) > 2.5  # drawn 3 to 4.5 times as long as wide, some cut by the border
+    with pytest.raises(ValueError, match="task must be one of"):
+        shapes.render("B", 0, 0, task="stars")
+
+
 def write_folder(root, phase="train", n=3, size=(24, 20)):
     for domain in "AB":
         os.makedirs(root / f"{phase}{domain}_seg", exist_ok=True)

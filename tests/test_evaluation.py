@@ -61,6 +61,18 @@ def test_merged_instances_and_wrong_shapes_are_counted():
     assert evaluation.fill_ratio(disc_masks[..., 1] > 0) == pytest.approx(np.pi / 4, abs=0.05)
 
 
+def test_the_bars_task_asks_bars_to_be_long_and_discs_to_be_round():
+    y, x = np.mgrid[:32, :32] + 0.5
+    bar = (abs(y - 16) <= 2) & (abs(x - 16) <= 9)  # 5 x 18
+    square = (abs(y - 16) <= 5) & (abs(x - 16) <= 5)
+    disc = (y - 16) ** 2 + (x - 16) ** 2 <= 36
+    long_ellipse = ((y - 16) / 3) ** 2 + ((x - 16) / 10) ** 2 <= 1
+    assert evaluation.has_shape_of(bar, "B", "bars") and evaluation.has_shape_of(bar, "B", "squares")
+    assert evaluation.has_shape_of(square, "B", "squares") and not evaluation.has_shape_of(square, "B", "bars")
+    assert evaluation.has_shape_of(disc, "A", "bars") and evaluation.has_shape_of(disc, "A", "squares")
+    assert evaluation.has_shape_of(long_ellipse, "A", "squares") and not evaluation.has_shape_of(long_ellipse, "A", "bars")
+
+
 def test_evaluate_scores_a_run_and_writes_the_page(tmp_path):
     workdir = tmp_path / "run"
     train.train(tiny_config(tmp_path), str(workdir))

@@ -94,3 +94,22 @@ def test_conv2d_equals_xla_convolution_values_and_gradients(size, kernel, stride
     for a, b in pairs:
         chex.assert_equal_shape([a, b])
         np.testing.assert_allclose(a, b, atol=1e-5 * float(np.abs(b).max()))  # summation order only
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize_conv"])
+def test_upsampling_layers_double_the_size(upsample):
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 3, 4))
+    y, _ = layers.UPSAMPLING[upsample](6).init_with_output(jax.random.PRNGKey(1), x)
+    chex.assert_shape(y, (2, 10, 6, 6))
+
+
+def test_resize_conv_has_no_checkerboard_where_the_transposed_convolution_does():
+    """On a constant input every resize-conv output pixel sees the same taps: a constant output
+    (the border included, thanks to reflect padding); the transposed convolution's even and
+    odd output pixels see different taps, so a grid pattern appears."""
+    x = jnp.ones((1, 6, 6, 4))
+    resized, _ = layers.ResizeConv(3).init_with_output(jax.random.PRNGKey(0), x)
+    np.testing.assert_allclose(resized, np.broadcast_to(resized[:, :1, :1], resized.shape), rtol=1e-5, atol=1e-6)
+    transposed, _ = layers.UpsampleConv(3).init_with_output(jax.random.PRNGKey(0), x)
+    inside = np.asarray(transposed)[0, 2:-2, 2:-2]
+    assert np.abs(inside[0::2, 0::2] - inside[1::2, 1::2]).max() > 1e-3  # even and odd pixels differ

@@ -155,3 +155,20 @@ def test_model_spec_rejects_bad_values():
     with pytest.raises(ValueError, match="model"):
         ModelSpec(model="unet")
     assert SetGenerator is not None and SetDiscriminator is not None
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", ["transpose"], None])
+def test_a_spec_refuses_an_unknown_upsampling(upsample):
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        ModelSpec.from_dict({"ngf": 2, "upsample": upsample})
+
+
+def test_resize_conv_generators_have_their_own_parameters_and_translate_sets():
+    spec = ModelSpec(ngf=2, ndf=2, n_blocks=1, upsample="resize_conv")
+    networks = init_networks(spec, jax.random.PRNGKey(0), 32, 32, 2)
+    kernel = networks["G_A"]["params"]["decoder_img"]["up_0"]["conv"]["kernel"]
+    chex.assert_shape(kernel, (3, 3, 16, 8))  # a 3x3 conv, HWIO: the 8 ngf context to 2 x (2 ngf)
+    x = jnp.concatenate([jnp.zeros((1, 16, 16, 3)), -jnp.ones((1, 16, 16, 2))], -1).at[0, 4:8, 4:8, 3].set(1)
+    out = spec.generator().apply(networks["G_A"], x)
+    chex.assert_shape(out, (1, 16, 16, 5))
+    np.testing.assert_array_equal(out[..., 4], -1)  # the empty slot passes through

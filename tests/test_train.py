@@ -3,6 +3,7 @@
 import glob
 import os
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -57,6 +58,21 @@ def test_resume_with_a_different_model_is_refused_with_the_keys(data_dir):
     assert int(state.step) == 5
 
 
+def test_averaged_generators_are_saved_used_for_translation_and_started_on_resume(data_dir):
+    workdir = str(data_dir / "ema")
+    train.train(tiny_config(data_dir, num_train_steps=2, upsample="resize_conv"), workdir)
+    assert not checkpoint.has_ema(workdir, 2)
+    # turned on when resuming: the average starts from the restored generators
+    state = train.train(tiny_config(data_dir, upsample="resize_conv", ema_decay=0.9), workdir)
+    assert checkpoint.has_ema(workdir, 4) and int(state.step) == 4
+    averaged = Translator.from_workdir(workdir, ins_per=2, ins_max=4).generators
+    trained = Translator.from_workdir(workdir, averaged=False, ins_per=2, ins_max=4).generators
+    for name in ("G_A", "G_B"):
+        chex.assert_trees_all_equal(averaged[name]["params"], jax.device_get(state.ema[name]))
+        chex.assert_trees_all_equal(trained[name]["params"], jax.device_get(state.params[name]))
+    assert not np.allclose(jax.tree.leaves(averaged["G_A"])[0], jax.tree.leaves(trained["G_A"])[0])
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -67,6 +83,9 @@ def test_resume_with_a_different_model_is_refused_with_the_keys(data_dir):
         ({"dataset": "folder", "dataroot": "/no/such/dir"}, "config.dataroot '/no/such/dir' is not a folder"),
         ({"batch_size": 0}, "config.batch_size must be a positive integer"),
         ({"ngf": -1}, "config.ngf must be a positive integer"),
+        ({"upsample": "bilinear"}, "upsample must be one of"),
+        ({"ema_decay": 1.5}, "ema_decay must be in"),
+        ({"shapes_task": "stars"}, "config.shapes_task must be one of"),
     ],
 )
 def test_hostile_configs_fail_before_compiling_naming_the_key(tmp_path, overrides, message):

@@ -1,5 +1,6 @@
 """The jitted train step: golden parity with the authors' optimize_parameters, and its invariants."""
 
+import dataclasses
 import functools
 
 import chex
@@ -149,12 +150,24 @@ def test_scan_equals_a_python_loop_over_chunks():
         np.testing.assert_allclose(a, b, atol=tol, err_msg=jax.tree_util.keystr(path))
 
 
-def test_cyclegan_baseline_step_runs_without_masks():
-    cfg = ts.StepConfig(spec=ModelSpec(model="cycle_gan", ngf=2, ndf=2, n_blocks=1), ins_max=4, ins_per=2, pool_size=0)
+def test_cyclegan_baseline_step_runs_without_masks_and_averages_its_generators():
+    spec = ModelSpec(model="cycle_gan", ngf=2, ndf=2, n_blocks=1, upsample="resize_conv")
+    cfg = ts.StepConfig(spec=spec, ins_max=4, ins_per=2, pool_size=0, ema_decay=0.5)
     state = ts.create_state(cfg, jax.random.PRNGKey(1), H, W)
-    new, metrics = jax.jit(functools.partial(ts.train_step, cfg))(state, make_batch([0, 0], [0, 0]))
+    chex.assert_trees_all_equal(state.ema, ts.generators(state.params))  # the average starts at the init
+    step = jax.jit(functools.partial(ts.train_step, cfg))
+    new, metrics = step(state, make_batch([0, 0], [0, 0]))
     assert float(metrics["ctx_A"]) == 0 and float(metrics["G_A"]) > 0  # no masks: every example counts
     assert not np.allclose(jax.tree.leaves(new.params["G_A"])[0], jax.tree.leaves(state.params["G_A"])[0])
+    # two steps: the decay warms up as min(0.5, (1 + step) / (10 + step)): 0.1, then 2/11
+    newer, _ = step(new, make_batch([0, 0], [0, 0], seed=1))
+    p0, p1, p2 = (ts.generators(s.params) for s in (state, new, newer))
+    ema1 = jax.tree.map(lambda a, b: 0.1 * a + 0.9 * b, p0, p1)
+    chex.assert_trees_all_close(new.ema, ema1, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(newer.ema, jax.tree.map(lambda e, b: 2 / 11 * e + 9 / 11 * b, ema1, p2), atol=1e-7)
+    assert ts.create_state(dataclasses.replace(cfg, ema_decay=0.0), jax.random.PRNGKey(1), H, W).ema == {}
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        dataclasses.replace(cfg, ema_decay=1.0)
 
 
 def test_learning_rate_is_constant_then_linear_to_zero():

@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.shapes_num_train = 2000  # shapes: images per domain in train
     config.shapes_num_test = 200  # shapes: images per domain in test
     config.shapes_max_instances = 4  # shapes: instances per image (1..this)
+    config.shapes_task = "squares"  # shapes: discs <-> squares, or discs <-> bars (harder)
     config.coco_categories = ("sheep", "giraffe")  # coco: the A and B categories
     config.skip_bad_files = False  # folder: skip and count unusable images instead of failing
     config.decode_once = True  # decode + resize each image once and keep it in memory (uint8); off if RAM is short
@@ -35,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.ngf = 16  # generator width (paper: 64)
     config.ndf = 16  # discriminator width (paper: 64)
     config.n_blocks = 3  # residual blocks per encoder (paper: 9)
+    config.upsample = "transpose"  # transpose (paper; the authors' checkpoints need it) | resize_conv
     # Sequential mini-batch
     config.ins_max = 4  # instance slots per image (largest first)
     config.ins_per = 2  # slots per chunk; ins_per = ins_max is the "no sequential" ablation
@@ -49,6 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Optimisation
     config.learning_rate = 2e-4
     config.beta1 = 0.5
+    config.ema_decay = 0.0  # > 0: translate and evaluate with a moving average of the generators
     config.num_train_steps = 1800
     config.niter = 900  # steps at constant learning rate, then linear decay over niter_decay
     config.niter_decay = 900

@@ -17,6 +17,8 @@ def get_config():
     config.ngf = 64
     config.ndf = 64
     config.n_blocks = 9
+    config.upsample = "transpose"  # the paper's networks
+    config.ema_decay = 0.0
     config.ins_max = 4
     config.ins_per = 2
     config.num_train_steps = 200_000

@@ -47,10 +47,11 @@ class ShapesConfig(tfds.core.BuilderConfig):
     max_instances: int = 8
     min_instances: int = 1
     seed: int = 0
+    task: str = "squares"  # shapes.TASKS: what domain B holds
 
 
 class InstaganShapes(tfds.core.GeneratorBasedBuilder):
-    """Procedural discs (A) <-> squares (B) with exact instance masks."""
+    """Procedural discs (A) <-> squares or bars (B) with exact instance masks."""
 
     VERSION = _VERSION
     BUILDER_CONFIGS = [ShapesConfig(name="default", description="64x64, 2000 + 200 images per domain")]
@@ -70,7 +71,7 @@ class InstaganShapes(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, domain, seed, count):
         c = self.builder_config
         for i in range(count):
-            image, masks = shapes.render(domain, seed, i, (c.size, c.size), c.max_instances, c.min_instances)
+            image, masks = shapes.render(domain, seed, i, (c.size, c.size), c.max_instances, c.min_instances, c.task)
             yield i, _example(f"{domain}{i:06d}", image, masks)
 
 

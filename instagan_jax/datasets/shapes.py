@@ -1,7 +1,9 @@
-"""A procedural two-domain set with exact instance masks: discs <-> squares.
+"""A procedural two-domain set with exact instance masks: discs <-> squares, or discs <-> bars.
 
-Domain A holds warm-coloured discs and ellipses, domain B cool-coloured squares and
-rectangles, 1 to 8 per image, overlapping (later instances occlude earlier ones; each
+Domain A holds warm-coloured discs and ellipses; domain B cool-coloured squares and
+rectangles (task "squares"), or long horizontal and vertical bars, 3 to 4.5 times as long as
+wide (task "bars": a translation must grow each instance out of its old outline, which a
+network that cannot tell instances apart cannot place), 1 to 8 per image, overlapping (later instances occlude earlier ones; each
 mask is the visible part). Backgrounds are drawn from one distribution for both domains,
 so a good translation changes the instances and nothing else, and the ground truth needed
 to score it (shape, colour family, count) is known. Deterministic given (seed, index).
@@ -16,6 +18,8 @@ from PIL import Image
 
 # Hue ranges (in [0, 1)) of the two colour families.
 HUES = {"A": (0.97, 1.08), "B": (0.55, 0.66)}  # A: red-orange (wraps around 1), B: blue
+TASKS = ("squares", "bars")  # what domain B holds
+BAR_ELONGATION = (3.0, 4.5)  # long side / short side of the bars
 MIN_VISIBLE_FRACTION = 0.75
 
 
@@ -36,19 +40,28 @@ def _colour(rng: np.random.Generator, domain: str) -> np.ndarray:
     return np.array(rgb, np.float32) * 255
 
 
-def _shape_mask(rng: np.random.Generator, domain: str, h: int, w: int) -> np.ndarray:
+def _shape_mask(rng: np.random.Generator, domain: str, h: int, w: int, task: str) -> np.ndarray:
     size = min(h, w)
     ry = rng.uniform(size / 12, size / 5)
     rx = ry * rng.uniform(0.75, 1.33)
     cy, cx = rng.uniform(0, h), rng.uniform(0, w)  # may touch or cross the border
     y, x = np.mgrid[:h, :w] + 0.5
+    if domain == "B" and task == "bars":  # about a disc's area, stretched along one axis
+        half_long = ry * np.sqrt(np.pi * (e := rng.uniform(*BAR_ELONGATION))) / 2
+        ry, rx = (half_long, half_long / e) if rng.random() < 0.5 else (half_long / e, half_long)
     if domain == "A":
         return ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1.0
     return (np.abs(y - cy) <= ry) & (np.abs(x - cx) <= rx)
 
 
 def render(
-    domain: str, seed: int, index: int, size: tuple[int, int] = (64, 64), max_instances: int = 8, min_instances: int = 1
+    domain: str,
+    seed: int,
+    index: int,
+    size: tuple[int, int] = (64, 64),
+    max_instances: int = 8,
+    min_instances: int = 1,
+    task: str = "squares",
 ):
     """One example: (image uint8 (H, W, 3), masks uint8 (n, H, W) in {0, 255}), n <= max_instances.
 
@@ -57,6 +70,8 @@ def render(
     """
     if domain not in HUES:
         raise ValueError(f"domain must be 'A' or 'B', got {domain!r}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if not 1 <= min_instances <= max_instances:
         raise ValueError(f"need 1 <= min_instances <= max_instances, got {min_instances}, {max_instances}")
     h, w = size
@@ -67,7 +82,7 @@ def render(
     for _ in range(4 * wanted):  # bounded retries: a shape is kept only if all stay recognisable
         if len(visible) == wanted:
             break
-        shape = _shape_mask(rng, domain, h, w)
+        shape = _shape_mask(rng, domain, h, w, task)
         occluded = [m & ~shape for m in visible]
         if _recognisable(shape) and all(_recognisable(m) for m in occluded):
             image[shape] = _colour(rng, domain) * rng.uniform(0.9, 1.0, (1, 3))

@@ -19,10 +19,12 @@ from instagan_jax.datasets import builders
 def prepare_dataset(config, workdir: str):
     """The prepared tfds builder of config.dataset (generated on first use, under config.data_dir)."""
     data_dir = config.data_dir or os.path.join(os.path.dirname(os.path.abspath(workdir)), "tfds_data")
+    task = config.get("shapes_task", "squares")
     shapes = builders.ShapesConfig(
-        name=f"s{config.shapes_size}_n{config.shapes_num_train}_{config.shapes_num_test}_i{config.shapes_max_instances}",
+        name=f"s{config.shapes_size}_n{config.shapes_num_train}_{config.shapes_num_test}_i{config.shapes_max_instances}"
+             + ("" if task == "squares" else f"_{task}"),
         size=config.shapes_size, num_train=config.shapes_num_train, num_test=config.shapes_num_test,
-        max_instances=config.shapes_max_instances,
+        max_instances=config.shapes_max_instances, task=task,
     )  # fmt: skip
     coco = builders.CocoConfig(name="_".join(config.coco_categories), category_a=config.coco_categories[0],
                                category_b=config.coco_categories[1])  # fmt: skip
