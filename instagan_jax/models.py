@@ -88,7 +88,8 @@ class SetGenerator(nn.Module):
 
         context = jnp.broadcast_to(context[:, None], (*f_seg.shape[:-1], context.shape[-1]))
         per_slot = jnp.concatenate([f_seg, context], axis=-1)  # (b, n, h/4, w/4, 12ngf)
-        masks_out = layers.Decoder(3 * self.ngf, 1, self.upsample, name="decoder_seg")(per_slot.reshape(-1, *per_slot.shape[2:]))
+        decoder_seg = layers.Decoder(3 * self.ngf, 1, self.upsample, name="decoder_seg")
+        masks_out = decoder_seg(per_slot.reshape(-1, *per_slot.shape[2:]))
         masks_out = masks_out.reshape(b, -1, *masks_out.shape[1:3]).transpose(0, 2, 3, 1)  # (b, h, w, n)
         masks_out = jnp.where(valid[:, None, None, :], masks_out, masks)
         return jnp.concatenate([image_out, masks_out], axis=-1)

@@ -3,10 +3,11 @@
 Domain A holds warm-coloured discs and ellipses; domain B cool-coloured squares and
 rectangles (task "squares"), or long horizontal and vertical bars, 3 to 4.5 times as long as
 wide (task "bars": a translation must grow each instance out of its old outline, which a
-network that cannot tell instances apart cannot place), 1 to 8 per image, overlapping (later instances occlude earlier ones; each
-mask is the visible part). Backgrounds are drawn from one distribution for both domains,
-so a good translation changes the instances and nothing else, and the ground truth needed
-to score it (shape, colour family, count) is known. Deterministic given (seed, index).
+network that cannot tell instances apart cannot place), 1 to 8 per image, overlapping
+(later instances occlude earlier ones; each mask is the visible part). Backgrounds are
+drawn from one distribution for both domains, so a good translation changes the instances
+and nothing else, and the ground truth needed to score it (shape, colour family, count) is
+known. Deterministic given (seed, index).
 """
 
 from __future__ import annotations
