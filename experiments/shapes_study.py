@@ -1,13 +1,22 @@
-r"""The shapes study: InstaGAN vs the CycleGAN baseline and the paper's ablations, scored and tabled.
+r"""The shapes study: InstaGAN vs the CycleGAN baseline, the levers and the paper's ablations,
+over seeds, on two tasks, at equal steps and at equal wall-clock time.
 
-    python experiments/shapes_study.py --root runs/study
+    python experiments/shapes_study.py --root runs/study                       # everything
+    python experiments/shapes_study.py --root runs/study --variants insta_gan,cycle_gan --tasks bars
 
-Trains (or resumes, or finds finished) one workdir per variant under --root with the default
-config (InstaGAN and CycleGAN for --main_steps, the default config's 30 minutes; the ablations
-for --steps), scores every checkpoint with experiments/evaluate.py (runs already scored at
-every checkpoint are not scored again), and writes ROOT/results.md: the InstaGAN learning
-curve, InstaGAN vs CycleGAN, all variants after --steps steps, the charts and the pictures.
-Re-running it after a crash continues where it stopped.
+Trains (or resumes, or finds finished) one workdir per task, variant and seed under --root
+(ROOT/TASK/VARIANT/seedS) with the default config, --steps steps each (the learning rate
+constant for the first half, then decaying to zero), scores every checkpoint with
+experiments/evaluate.py (runs already scored at every checkpoint are not scored again;
+runs that average their generators are scored with and without the average), and writes
+ROOT/results.md: per task, mean and spread over seeds of every row at equal steps and at equal
+wall-clock time, the goals of the study checked, learning-curve charts with the spread as a
+band, and pictures. Re-running it after a crash continues where it stopped.
+
+Equal time: the budget is the mean wall-clock time (compilation included) a CycleGAN run
+needs for all its steps; every other row is read at its last checkpoint saved within that
+budget, seed by seed. Times are only comparable between runs made on the same, otherwise idle
+machine, one at a time.
 """
 
 import json
@@ -15,29 +24,38 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
+import numpy as np
 from absl import app, flags
 
 from instagan_jax import charts, checkpoint, domains
 
-flags.DEFINE_string("root", "runs/study", "One workdir per variant goes here.")
-flags.DEFINE_integer("steps", 400, "Training steps of every variant (the comparison point).")
-flags.DEFINE_integer("main_steps", 1800, "Training steps of InstaGAN and of the CycleGAN baseline (default config's).")
+flags.DEFINE_string("root", "runs/study", "One workdir per task, variant and seed goes here.")
+flags.DEFINE_list("tasks", ["squares", "bars"], "Shapes tasks (datasets.shapes.TASKS).")
+flags.DEFINE_list("variants", ["insta_gan", "cycle_gan", "insta_gan_paper"], "Rows to train (see VARIANTS).")
+flags.DEFINE_integer("seeds", 3, "Seeds per row (config.seed 0, 1, ...).")
+flags.DEFINE_integer("steps", 600, "Training steps of every run.")
 flags.DEFINE_integer("every", 200, "Checkpoint (and scoring) interval.")
 flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
 FLAGS = flags.FLAGS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VARIANTS = {  # name: (what it is, config overrides)
-    "insta_gan": ("InstaGAN (default config)", []),
-    "cycle_gan": ("CycleGAN baseline", ["--config.model=cycle_gan"]),
-    "no_ctx": ("InstaGAN without the context loss", ["--config.lambda_ctx=0"]),
-    "no_seq": ("InstaGAN without sequential chunks (all 4 instances at once)", ["--config.ins_per=4"]),
-    "random_order": ("InstaGAN, instances in random order", ["--config.set_order=random"]),
+LEVERS = ["--config.upsample=resize_conv", "--config.ema_decay=0.999"]  # not in the paper
+PAPER = ["--config.upsample=transpose", "--config.ema_decay=0"]  # the paper's networks, no average
+VARIANTS = {  # name: (what it is, config overrides on top of the default config)
+    "insta_gan": ("InstaGAN", LEVERS),
+    "cycle_gan": ("CycleGAN", ["--config.model=cycle_gan", *LEVERS]),
+    "insta_gan_paper": ("InstaGAN, paper's upsampling, no average", PAPER),
+    "cycle_gan_paper": ("CycleGAN, paper's upsampling, no average", ["--config.model=cycle_gan", *PAPER]),
+    "no_ctx": ("InstaGAN without the context loss", ["--config.lambda_ctx=0", *LEVERS]),
+    "no_seq": ("InstaGAN without sequential chunks", ["--config.ins_per=4", *LEVERS]),
+    "random_order": ("InstaGAN, instances in random order", ["--config.set_order=random", *LEVERS]),
 }
-COLUMNS = ("shape_rate", "count_preservation", "colour_success", "background_error", "mask_shape_rate",
-           "mask_count_preservation")  # fmt: skip
-COMPARED = ("shape_rate", "count_preservation")  # what both models are charted on, from the translated images
+TRAINED = " (trained weights, not the average)"  # the row of a run scored without its average
+COLUMNS = ("shape_rate", "mask_shape_rate", "count_preservation", "colour_success", "background_error")
+CHARTED = ("shape_rate", "mask_shape_rate", "count_preservation")
+TIMING = "study_timing.json"
 
 
 def run(args: list[str]) -> None:
@@ -45,75 +63,190 @@ def run(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], check=True)
 
 
-def train_and_score(name: str, overrides: list[str], steps: int) -> dict:
-    workdir = os.path.join(FLAGS.root, name)
-    data_dir = os.path.join(FLAGS.root, "tfds_data")
+def train(workdir: str, task: str, overrides: list[str], seed: int) -> None:
+    """Trains the run to --steps; notes when its first start began (for checkpoint times)."""
+    timing_path = os.path.join(workdir, TIMING)
+    if not os.path.exists(timing_path):
+        os.makedirs(workdir, exist_ok=True)
+        with open(timing_path, "w") as f:
+            json.dump({"started": time.time(), "resumed": bool(checkpoint.complete_steps(workdir))}, f)
+    elif checkpoint.complete_steps(workdir)[-1:] != [FLAGS.steps]:
+        with open(timing_path) as f:
+            timing = json.load(f)
+        with open(timing_path, "w") as f:  # a restart: its times include the pause
+            json.dump({**timing, "resumed": True}, f)
+    half = FLAGS.steps // 2
     run([os.path.join(HERE, "train.py"), f"--workdir={workdir}", f"--config={HERE}/configs/default.py",
-         f"--config.data_dir={data_dir}", f"--config.num_train_steps={steps}", "--config.max_checkpoints_to_keep=100",
-         f"--config.checkpoint_every_steps={FLAGS.every}", *overrides])  # fmt: skip
-    metrics = os.path.join(workdir, "eval", "metrics.json")
-    if os.path.exists(metrics):  # scored before: only if every checkpoint was
+         f"--config.data_dir={os.path.join(FLAGS.root, 'tfds_data')}", f"--config.shapes_task={task}",
+         f"--config.seed={seed}", f"--config.num_train_steps={FLAGS.steps}", f"--config.niter={half}",
+         f"--config.niter_decay={FLAGS.steps - half}", f"--config.checkpoint_every_steps={FLAGS.every}",
+         f"--config.image_every_steps={FLAGS.steps}", "--config.max_checkpoints_to_keep=1000", *overrides])  # fmt: skip
+
+
+def score(workdir: str, averaged: bool) -> dict:
+    """evaluate.py's report on every checkpoint, from its file if it scored them all already."""
+    out_dir = os.path.join(workdir, "eval" if averaged else "eval_trained")
+    metrics = os.path.join(out_dir, "metrics.json")
+    if os.path.exists(metrics):
         with open(metrics) as f:
             report = json.load(f)
         if [r["step"] for r in report["results"]] == checkpoint.complete_steps(workdir):
             return report
-    run([os.path.join(HERE, "evaluate.py"), f"--workdir={workdir}", "--steps=all",
-         f"--num_examples={FLAGS.num_examples}", f"--json={metrics}"])  # fmt: skip
+    run([os.path.join(HERE, "evaluate.py"), f"--workdir={workdir}", "--steps=all", f"--out_dir={out_dir}",
+         f"--num_examples={FLAGS.num_examples}", f"--averaged={averaged}"])  # fmt: skip
     with open(metrics) as f:
         return json.load(f)
 
 
-def cell(scores: dict, key: str) -> str:
-    return f"{scores[key]:.2f}" if key in scores else "-"
+def seconds_at(workdir: str) -> dict[int, float]:
+    """Wall-clock seconds from the run's start to each checkpoint's last file."""
+    with open(os.path.join(workdir, TIMING)) as f:
+        started = json.load(f)["started"]
+    times = {}
+    for step in checkpoint.complete_steps(workdir):
+        folder = checkpoint.step_dir(workdir, step)
+        times[step] = max(os.path.getmtime(os.path.join(d, n)) for d, _, names in os.walk(folder) for n in names)
+    return {step: t - started for step, t in times.items()}
 
 
-def table(rows: list[tuple[str, dict]]) -> str:
-    head = "| | " + " | ".join(f"A→B {c}" for c in COLUMNS) + " | " + " | ".join(f"B→A {c}" for c in COLUMNS) + " |"
-    lines = [head, "|---" * (1 + 2 * len(COLUMNS)) + "|"]
-    for label, result in rows:
-        cells = [cell(result[d], c) for d in domains.DIRECTIONS for c in COLUMNS]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+def collect(task: str) -> dict[str, list[dict]]:
+    """Row label -> one entry per seed: {"results": evaluate.py's, "seconds": {step: s}, "resumed"}."""
+    rows = {}
+    for name in FLAGS.variants:
+        label, overrides = VARIANTS[name]
+        for seed in range(FLAGS.seeds):
+            workdir = os.path.join(FLAGS.root, task, name, f"seed{seed}")
+            train(workdir, task, overrides, seed)
+            with open(os.path.join(workdir, TIMING)) as f:
+                resumed = json.load(f)["resumed"]
+            entry = {"seconds": seconds_at(workdir), "resumed": resumed}
+            results = score(workdir, True)["results"]
+            rows.setdefault(label, []).append({**entry, "results": results})
+            if results[-1].get("averaged"):  # the same run without its average
+                rows.setdefault(label + TRAINED, []).append({**entry, "results": score(workdir, False)["results"]})
+    return rows
+
+
+def at_step(seed_entry: dict, step: int) -> dict:
+    return next(r for r in seed_entry["results"] if r["step"] == step)
+
+
+def within(seed_entry: dict, budget: float) -> dict:
+    """The last scored checkpoint saved within ``budget`` seconds (the first one if none was)."""
+    steps = [s for s, t in sorted(seed_entry["seconds"].items()) if t <= budget] or [min(seed_entry["seconds"])]
+    return at_step(seed_entry, steps[-1])
+
+
+def summary(results: list[dict], direction: str, metric: str) -> tuple[float, float] | None:
+    values = [r[direction][metric] for r in results if metric in r[direction]]
+    return (float(np.mean(values)), float(np.std(values))) if values else None
+
+
+def table(rows: dict[str, list[dict]]) -> str:
+    """rows: label -> one result per seed. Cells: mean ± standard deviation over seeds."""
+    cols = [(d, c) for d in domains.DIRECTIONS for c in COLUMNS]
+    lines = ["| | seeds | " + " | ".join(f"{d.replace('to', '→')} {c}" for d, c in cols) + " |",
+             "|---" * (2 + len(cols)) + "|"]  # fmt: skip
+    for label, results in rows.items():
+        cells = []
+        for d, c in cols:
+            s = summary(results, d, c)
+            cells.append("-" if s is None else f"{s[0]:.2f} ± {s[1]:.2f}")
+        lines.append(f"| {label} | {len(results)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+GOALS = (  # issue #13, on the squares task after the default budget: (direction, metric, bound, at least?)
+    ("AtoB", "shape_rate", 0.6, True),
+    ("AtoB", "mask_shape_rate", 0.85, True),
+    ("AtoB", "count_preservation", 0.9, True),
+    ("BtoA", "count_preservation", 0.9, True),
+    ("AtoB", "background_error", 0.05, False),
+    ("BtoA", "background_error", 0.05, False),
+)
+
+
+def goals(task: str, rows_by_budget: dict[str, dict[str, list[dict]]]) -> list[str]:
+    """The study's goals checked: absolute scores (squares, equal steps), and InstaGAN ahead of
+    CycleGAN in every shape column by more than twice the larger seed spread (both budgets)."""
+    lines = []
+    insta, cycle = VARIANTS["insta_gan"][0], VARIANTS["cycle_gan"][0]
+    for budget, rows in rows_by_budget.items():
+        if insta not in rows:
+            continue
+        for direction, metric, bound, at_least in GOALS if task == "squares" and budget == "equal steps" else ():
+            mean, _ = summary(rows[insta], direction, metric)
+            reached = mean >= bound if at_least else mean <= bound
+            lines.append(f"- {budget}: {direction.replace('to', ' → ')} {metric} {'≥' if at_least else '≤'} {bound}: "
+                         f"{mean:.2f}, {'reached' if reached else 'not reached'}")  # fmt: skip
+        for direction in domains.DIRECTIONS if cycle in rows else ():
+            (m1, s1), (m2, s2) = (summary(rows[r], direction, "shape_rate") for r in (insta, cycle))
+            margin, needed = m1 - m2, 2 * max(s1, s2)
+            lines.append(f"- {budget}: InstaGAN ahead of CycleGAN in {direction.replace('to', ' → ')} shape rate by "
+                         f"more than twice the seed spread: {m1:.2f} vs {m2:.2f}, margin {margin:+.2f} vs "
+                         f"{needed:.2f}, {'reached' if margin > needed else 'not reached'}")  # fmt: skip
+    return lines
+
+
+def task_section(task: str, rows: dict[str, list[dict]], reference: dict, pictures: str) -> list[str]:
+    final = {label: [seed["results"][-1] for seed in seeds] for label, seeds in rows.items()}
+    cycle = VARIANTS["cycle_gan"][0]
+    text = [f"## Task: {task}", "",
+            f"Real target images (the ceiling: occlusion and touching instances are in the data): shape rate "
+            f"{reference['B']['shape_rate']:.2f} (B) / {reference['A']['shape_rate']:.2f} (A), count "
+            f"preservation {reference['B']['count_preservation']:.2f} / {reference['A']['count_preservation']:.2f}.",
+            ""]  # fmt: skip
+    text += [f"### Equal steps: after {FLAGS.steps} steps (mean ± standard deviation over seeds)", "", table(final), ""]
+    by_budget = {"equal steps": final}
+    if cycle in rows:
+        budget = float(np.mean([max(seed["seconds"].values()) for seed in rows[cycle]]))
+        timed = {label: [within(seed, budget) for seed in seeds] for label, seeds in rows.items()}
+        steps = {label: sorted({r["step"] for r in results}) for label, results in timed.items()}
+        text += [f"### Equal time: within {budget / 60:.1f} minutes (a CycleGAN run's mean time for {FLAGS.steps} "
+                 "steps, compilation included)", "",
+                 "Steps reached: " + "; ".join(f"{label}: {', '.join(map(str, s))}" for label, s in steps.items()),
+                 "", table(timed), ""]  # fmt: skip
+        by_budget["equal time"] = timed
+        if any(seed["resumed"] for seeds in rows.values() for seed in seeds):
+            text += ["(Some runs were restarted: their times include the pause.)", ""]
+    text += ["### Goals", "", *goals(task, by_budget), ""]
+    chart_rows = {label: [seed["results"] for seed in seeds] for label, seeds in rows.items() if TRAINED not in label}
+    for metric in CHARTED:
+        path = os.path.join(pictures, f"{task}_{metric}.png")
+        charts.save(charts.learning_curves(chart_rows, (metric,), f"{task}: {metric}, mean and min-max over seeds"),
+                    path)  # fmt: skip
+        text.append(f"![{task} {metric}](pictures/{os.path.basename(path)})")
+    text.append("")
+    for name in ("insta_gan", "cycle_gan"):
+        workdir = os.path.join(FLAGS.root, task, name, "seed0")
+        if name not in FLAGS.variants:
+            continue
+        last = score(workdir, True)["results"][-1]
+        text += [f"{VARIANTS[name][0]}, seed 0, step {last['step']} (input | masks | translated | masks):", ""]
+        for direction in domains.DIRECTIONS:
+            picture = f"{task}_{name}_{last['pictures'][direction]}"
+            shutil.copy(os.path.join(workdir, "eval", last["pictures"][direction]), os.path.join(pictures, picture))
+            text.append(f"![{task} {name} {direction}](pictures/{picture})")
+        text.append("")
+    return text
 
 
 def main(argv):
     del argv
-    reports = {}
-    for name, (_, overrides) in VARIANTS.items():
-        steps = FLAGS.main_steps if name in ("insta_gan", "cycle_gan") else FLAGS.steps
-        reports[name] = train_and_score(name, overrides, steps)
-    at = {name: next(r for r in rep["results"] if r["step"] == FLAGS.steps) for name, rep in reports.items()}
-    main_report = reports["insta_gan"]
+    unknown = sorted(set(FLAGS.variants) - set(VARIANTS))
+    if unknown:
+        raise app.UsageError(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
     pictures = os.path.join(FLAGS.root, "pictures")
     os.makedirs(pictures, exist_ok=True)
-    last = main_report["results"][-1]
-    for direction in domains.DIRECTIONS:
-        shutil.copy(os.path.join(FLAGS.root, "insta_gan", "eval", last["pictures"][direction]), pictures)
-    curves = charts.learning_curves({"": [main_report["results"]]}, ("shape_rate", "mask_shape_rate",
-                                    "count_preservation"), "InstaGAN, held-out scores by step")  # fmt: skip
-    charts.save(curves, os.path.join(pictures, "learning_curves.png"))
-    both = {"InstaGAN": [main_report["results"]], "CycleGAN": [reports["cycle_gan"]["results"]]}
-    for metric in COMPARED:  # one chart each: four lines stay readable
-        chart = charts.learning_curves(both, (metric,), f"{metric}: InstaGAN vs CycleGAN")
-        charts.save(chart, os.path.join(pictures, f"insta_vs_cycle_{metric}.png"))
-    reference = main_report["reference"]
-    text = [
-        "# Shapes study", "",
-        f"Held-out images per direction: {main_report['num_examples']}. Real target images score "
-        f"shape rate {reference['B']['shape_rate']:.2f} (squares) / {reference['A']['shape_rate']:.2f} (discs) and "
-        f"count preservation {reference['B']['count_preservation']:.2f} / {reference['A']['count_preservation']:.2f}: "
-        "the ceiling, since occlusion and touching instances are in the data.", "",
-        "## InstaGAN learning curve", "",
-        "![learning curves](pictures/learning_curves.png)", "",
-        table([(f"step {r['step']}", r) for r in main_report["results"]]), "",
-        f"## InstaGAN vs CycleGAN after {FLAGS.main_steps} steps", "",
-        table([(VARIANTS[n][0], reports[n]["results"][-1]) for n in ("insta_gan", "cycle_gan")]), "",
-        *(f"![InstaGAN vs CycleGAN, {m}](pictures/insta_vs_cycle_{m}.png)" for m in COMPARED), "",
-        f"## All variants after {FLAGS.steps} steps", "",
-        table([(VARIANTS[name][0], at[name]) for name in VARIANTS]), "",
-        f"## InstaGAN translations at step {last['step']} (input | masks | translated | masks)", "",
-        *(f"![{d}](pictures/{last['pictures'][d]})" for d in domains.DIRECTIONS), "",
-    ]  # fmt: skip
+    text = ["# Shapes study", "",
+            f"{FLAGS.seeds} seeds per row, {FLAGS.steps} steps per run, {FLAGS.num_examples} held-out images per "
+            "direction; the default config otherwise (`python experiments/shapes_study.py "
+            f"--root {FLAGS.root} --tasks {','.join(FLAGS.tasks)} --variants {','.join(FLAGS.variants)} "
+            f"--seeds {FLAGS.seeds} --steps {FLAGS.steps}`).", ""]  # fmt: skip
+    for task in FLAGS.tasks:
+        rows = collect(task)
+        reference = score(os.path.join(FLAGS.root, task, FLAGS.variants[0], "seed0"), True)["reference"]
+        text += task_section(task, rows, reference, pictures)
     with open(os.path.join(FLAGS.root, "results.md"), "w") as f:
         f.write("\n".join(text))
     print(f"wrote {os.path.join(FLAGS.root, 'results.md')}")
