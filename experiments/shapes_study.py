@@ -13,10 +13,12 @@ ROOT/results.md: per task, mean and spread over seeds of every row at equal step
 wall-clock time, the goals of the study checked, learning-curve charts with the spread as a
 band, and pictures. Re-running it after a crash continues where it stopped.
 
-Equal time: the budget is the mean wall-clock time (compilation included) a CycleGAN run
-needs for all its steps; every other row is read at its last checkpoint saved within that
-budget, seed by seed. Times are only comparable between runs made on the same, otherwise idle
-machine, one at a time.
+Equal time: CycleGAN steps several times faster than InstaGAN (no masks, no chunks), so the
+row "cycle_gan_equal_time" trains CycleGAN for as many steps as fit in InstaGAN's mean
+wall-clock time (compilation included), measured on the task's finished InstaGAN and CycleGAN
+runs, with its own full schedule. At equal time every row is read at its last checkpoint saved
+within InstaGAN's mean time, seed by seed. Times are only comparable between runs made on the
+same, otherwise idle machine, one at a time.
 """
 
 import json
@@ -38,6 +40,7 @@ flags.DEFINE_integer("seeds", 3, "Seeds per row (config.seed 0, 1, ...).")
 flags.DEFINE_integer("steps", 600, "Training steps of every run.")
 flags.DEFINE_integer("every", 200, "Checkpoint (and scoring) interval.")
 flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
+flags.DEFINE_string("out", "results.md", "The report's file name, under --root.")
 FLAGS = flags.FLAGS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,6 +49,7 @@ PAPER = ["--config.upsample=transpose", "--config.ema_decay=0"]  # the paper's n
 VARIANTS = {  # name: (what it is, config overrides on top of the default config)
     "insta_gan": ("InstaGAN", LEVERS),
     "cycle_gan": ("CycleGAN", ["--config.model=cycle_gan", *LEVERS]),
+    "cycle_gan_equal_time": ("CycleGAN, InstaGAN's time", ["--config.model=cycle_gan", *LEVERS]),
     "insta_gan_paper": ("InstaGAN, paper's upsampling, no average", PAPER),
     "cycle_gan_paper": ("CycleGAN, paper's upsampling, no average", ["--config.model=cycle_gan", *PAPER]),
     "no_ctx": ("InstaGAN without the context loss", ["--config.lambda_ctx=0", *LEVERS]),
@@ -63,24 +67,24 @@ def run(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], check=True)
 
 
-def train(workdir: str, task: str, overrides: list[str], seed: int) -> None:
-    """Trains the run to --steps; notes when its first start began (for checkpoint times)."""
+def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int) -> None:
+    """Trains the run to ``steps``; notes when its first start began (for checkpoint times)."""
     timing_path = os.path.join(workdir, TIMING)
     if not os.path.exists(timing_path):
         os.makedirs(workdir, exist_ok=True)
         with open(timing_path, "w") as f:
             json.dump({"started": time.time(), "resumed": bool(checkpoint.complete_steps(workdir))}, f)
-    elif checkpoint.complete_steps(workdir)[-1:] != [FLAGS.steps]:
+    elif checkpoint.complete_steps(workdir)[-1:] != [steps]:
         with open(timing_path) as f:
             timing = json.load(f)
         with open(timing_path, "w") as f:  # a restart: its times include the pause
             json.dump({**timing, "resumed": True}, f)
-    half = FLAGS.steps // 2
+    half = steps // 2
     run([os.path.join(HERE, "train.py"), f"--workdir={workdir}", f"--config={HERE}/configs/default.py",
          f"--config.data_dir={os.path.join(FLAGS.root, 'tfds_data')}", f"--config.shapes_task={task}",
-         f"--config.seed={seed}", f"--config.num_train_steps={FLAGS.steps}", f"--config.niter={half}",
-         f"--config.niter_decay={FLAGS.steps - half}", f"--config.checkpoint_every_steps={FLAGS.every}",
-         f"--config.image_every_steps={FLAGS.steps}", "--config.max_checkpoints_to_keep=1000", *overrides])  # fmt: skip
+         f"--config.seed={seed}", f"--config.num_train_steps={steps}", f"--config.niter={half}",
+         f"--config.niter_decay={steps - half}", f"--config.checkpoint_every_steps={FLAGS.every}",
+         f"--config.image_every_steps={steps}", "--config.max_checkpoints_to_keep=1000", *overrides])  # fmt: skip
 
 
 def score(workdir: str, averaged: bool) -> dict:
@@ -109,6 +113,30 @@ def seconds_at(workdir: str) -> dict[int, float]:
     return {step: t - started for step, t in times.items()}
 
 
+def mean_seconds(task: str, name: str) -> float:
+    """Mean wall-clock time of the task's finished runs of ``name`` (all their steps)."""
+    runs = [os.path.join(FLAGS.root, task, name, f"seed{seed}") for seed in range(FLAGS.seeds)]
+    done = [max(seconds_at(r).values()) for r in runs if checkpoint.complete_steps(r)[-1:] == [FLAGS.steps]]
+    if not done:
+        raise app.UsageError(f"{name} has no finished run for task {task}: train it first (it sets the time budget)")
+    return float(np.mean(done))
+
+
+def steps_of(task: str, name: str) -> int:
+    """--steps, or for the equal-time CycleGAN the steps that fit in InstaGAN's time (whole checkpoints)."""
+    if name != "cycle_gan_equal_time":
+        return FLAGS.steps
+    if os.path.exists(os.path.join(FLAGS.root, task, name, "steps.json")):  # decided once, kept
+        with open(os.path.join(FLAGS.root, task, name, "steps.json")) as f:
+            return json.load(f)
+    ratio = mean_seconds(task, "insta_gan") / mean_seconds(task, "cycle_gan")
+    steps = max(1, round(FLAGS.steps * ratio / FLAGS.every)) * FLAGS.every
+    os.makedirs(os.path.join(FLAGS.root, task, name), exist_ok=True)
+    with open(os.path.join(FLAGS.root, task, name, "steps.json"), "w") as f:
+        json.dump(steps, f)
+    return steps
+
+
 def collect(task: str) -> dict[str, list[dict]]:
     """Row label -> one entry per seed: {"results": evaluate.py's, "seconds": {step: s}, "resumed"}."""
     rows = {}
@@ -116,7 +144,7 @@ def collect(task: str) -> dict[str, list[dict]]:
         label, overrides = VARIANTS[name]
         for seed in range(FLAGS.seeds):
             workdir = os.path.join(FLAGS.root, task, name, f"seed{seed}")
-            train(workdir, task, overrides, seed)
+            train(workdir, task, overrides, seed, steps_of(task, name))
             with open(os.path.join(workdir, TIMING)) as f:
                 resumed = json.load(f)["resumed"]
             entry = {"seconds": seconds_at(workdir), "resumed": resumed}
@@ -170,8 +198,9 @@ def goals(task: str, rows_by_budget: dict[str, dict[str, list[dict]]]) -> list[s
     """The study's goals checked: absolute scores (squares, equal steps), and InstaGAN ahead of
     CycleGAN in every shape column by more than twice the larger seed spread (both budgets)."""
     lines = []
-    insta, cycle = VARIANTS["insta_gan"][0], VARIANTS["cycle_gan"][0]
+    insta = VARIANTS["insta_gan"][0]
     for budget, rows in rows_by_budget.items():
+        cycle = VARIANTS["cycle_gan_equal_time" if budget == "equal time" else "cycle_gan"][0]
         if insta not in rows:
             continue
         for direction, metric, bound, at_least in GOALS if task == "squares" and budget == "equal steps" else ():
@@ -189,8 +218,10 @@ def goals(task: str, rows_by_budget: dict[str, dict[str, list[dict]]]) -> list[s
 
 
 def task_section(task: str, rows: dict[str, list[dict]], reference: dict, pictures: str) -> list[str]:
-    final = {label: [seed["results"][-1] for seed in seeds] for label, seeds in rows.items()}
-    cycle = VARIANTS["cycle_gan"][0]
+    timed_cycle = VARIANTS["cycle_gan_equal_time"][0]
+    final = {label: [seed["results"][-1] for seed in seeds] for label, seeds in rows.items()
+             if not label.startswith(timed_cycle)}  # fmt: skip
+    insta = VARIANTS["insta_gan"][0]
     text = [f"## Task: {task}", "",
             f"Real target images (the ceiling: occlusion and touching instances are in the data): shape rate "
             f"{reference['B']['shape_rate']:.2f} (B) / {reference['A']['shape_rate']:.2f} (A), count "
@@ -198,11 +229,11 @@ def task_section(task: str, rows: dict[str, list[dict]], reference: dict, pictur
             ""]  # fmt: skip
     text += [f"### Equal steps: after {FLAGS.steps} steps (mean ± standard deviation over seeds)", "", table(final), ""]
     by_budget = {"equal steps": final}
-    if cycle in rows:
-        budget = float(np.mean([max(seed["seconds"].values()) for seed in rows[cycle]]))
+    if insta in rows and timed_cycle in rows:
+        budget = float(np.mean([max(seed["seconds"].values()) for seed in rows[insta]]))
         timed = {label: [within(seed, budget) for seed in seeds] for label, seeds in rows.items()}
         steps = {label: sorted({r["step"] for r in results}) for label, results in timed.items()}
-        text += [f"### Equal time: within {budget / 60:.1f} minutes (a CycleGAN run's mean time for {FLAGS.steps} "
+        text += [f"### Equal time: within {budget / 60:.1f} minutes (an InstaGAN run's mean time for {FLAGS.steps} "
                  "steps, compilation included)", "",
                  "Steps reached: " + "; ".join(f"{label}: {', '.join(map(str, s))}" for label, s in steps.items()),
                  "", table(timed), ""]  # fmt: skip
@@ -242,14 +273,15 @@ def main(argv):
             f"{FLAGS.seeds} seeds per row, {FLAGS.steps} steps per run, {FLAGS.num_examples} held-out images per "
             "direction; the default config otherwise (`python experiments/shapes_study.py "
             f"--root {FLAGS.root} --tasks {','.join(FLAGS.tasks)} --variants {','.join(FLAGS.variants)} "
-            f"--seeds {FLAGS.seeds} --steps {FLAGS.steps}`).", ""]  # fmt: skip
+            f"--seeds {FLAGS.seeds} --steps {FLAGS.steps} --every {FLAGS.every} --num_examples {FLAGS.num_examples}"
+            f"`).", ""]  # fmt: skip
     for task in FLAGS.tasks:
         rows = collect(task)
         reference = score(os.path.join(FLAGS.root, task, FLAGS.variants[0], "seed0"), True)["reference"]
         text += task_section(task, rows, reference, pictures)
-    with open(os.path.join(FLAGS.root, "results.md"), "w") as f:
+    with open(os.path.join(FLAGS.root, FLAGS.out), "w") as f:
         f.write("\n".join(text))
-    print(f"wrote {os.path.join(FLAGS.root, 'results.md')}")
+    print(f"wrote {os.path.join(FLAGS.root, FLAGS.out)}")
 
 
 if __name__ == "__main__":
