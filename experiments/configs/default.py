@@ -36,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.ngf = 16  # generator width (paper: 64)
     config.ndf = 16  # discriminator width (paper: 64)
     config.n_blocks = 3  # residual blocks per encoder (paper: 9)
-    config.upsample = "transpose"  # transpose (paper; the authors' checkpoints need it) | resize_conv
+    config.upsample = "resize_conv"  # resize_conv (no checkerboard) | transpose (paper; the authors' checkpoints)
     # Sequential mini-batch
     config.ins_max = 4  # instance slots per image (largest first)
     config.ins_per = 2  # slots per chunk; ins_per = ins_max is the "no sequential" ablation
@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Optimisation
     config.learning_rate = 2e-4
     config.beta1 = 0.5
-    config.ema_decay = 0.0  # > 0: translate and evaluate with a moving average of the generators
+    config.ema_decay = 0.999  # > 0: translate and evaluate with a moving average of the generators; 0: off
     config.num_train_steps = 1800
     config.niter = 900  # steps at constant learning rate, then linear decay over niter_decay
     config.niter_decay = 900
