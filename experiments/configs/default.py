@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Optimisation
     config.learning_rate = 2e-4
     config.beta1 = 0.5
-    config.ema_decay = 0.999  # > 0: translate and evaluate with a moving average of the generators; 0: off
+    config.ema_decay = 0.0  # e.g. 0.999: translate and evaluate with a moving average of the generators
     config.num_train_steps = 1800
     config.niter = 900  # steps at constant learning rate, then linear decay over niter_decay
     config.niter_decay = 900
