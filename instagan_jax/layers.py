@@ -179,6 +179,19 @@ class Conv(nn.Module):
         return conv2d(x, kernel, self.stride, ((p, p), (p, p))) + bias
 
 
+class ConvParams(nn.Module):
+    """The kernel (k, k, in, out) and bias of a generator convolution, for layers that apply them their own way."""
+
+    features: int
+    kernel_size: int
+
+    @nn.compact
+    def __call__(self, in_features: int) -> tuple[jax.Array, jax.Array]:
+        k = self.kernel_size
+        kernel = self.param("kernel", generator_kernel_init, (k, k, in_features, self.features))
+        return kernel, self.param("bias", nn.initializers.zeros, (self.features,))
+
+
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, name: str | None = None) -> Conv:
     """A generator convolution with the reference's init and explicit padding."""
     return Conv(features, kernel, stride, padding, name=name)
@@ -223,16 +236,37 @@ class ResizeConv(nn.Module):
     Every output pixel sees the same number of kernel taps, so there is no checkerboard; the
     transposed convolution (UpsampleConv) gives even and odd output pixels 1, 2 or 4 taps,
     which is where its grid pattern comes from. Not the authors' layer: their checkpoints need
-    ``upsample="transpose"``. Computed as the nearest upsampling it is (simple; its 4x the
-    transposed convolution's FLOPs are small next to the encoders at the sizes it is meant for).
+    ``upsample="transpose"``.
+
+    Computed at the input's resolution: along each axis an even output pixel 2i sees input
+    pixels i - 1, i, i through the taps (0, 1, 2), an odd one i, i, i + 1, so each of the four
+    output phases is a 2x2 convolution whose taps are sums of the 3x3 kernel's (even: w0 and
+    w1 + w2; odd: w0 + w1 and w2), over the input padded by repeating its edge (the reflect
+    pad of the upsampled image). A quarter of the FLOPs of convolving the upsampled image.
     """
 
     features: int
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-        return conv(self.features, 3, name="conv")(reflect_pad(x, 1))
+        kernel, bias = ConvParams(self.features, 3, name="conv")(x.shape[-1])  # (3, 3, in, out)
+        h, w = x.shape[1:3]
+        edged = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+
+        def fold(k: jax.Array, axis: int, parity: int) -> jax.Array:  # 3 taps -> the phase's 2 along axis
+            t0, t1, t2 = (jnp.take(k, i, axis=axis) for i in range(3))
+            return jnp.stack([t0, t1 + t2] if parity == 0 else [t0 + t1, t2], axis=axis)
+
+        rows = []
+        for a in (0, 1):
+            phases = []
+            for b in (0, 1):
+                phase_kernel = fold(fold(kernel, 0, a), 1, b)  # (2, 2, in, out)
+                window = edged[:, a : a + h + 1, b : b + w + 1]
+                phases.append(conv2d(window, phase_kernel, 1, ((0, 0), (0, 0))))  # (B, H, W, out)
+            rows.append(jnp.stack(phases, axis=3))  # (B, H, W, column parity, out)
+        y = jnp.stack(rows, axis=2)  # (B, H, row parity, W, column parity, out)
+        return y.reshape(x.shape[0], 2 * h, 2 * w, self.features) + bias
 
 
 UPSAMPLING = {"transpose": UpsampleConv, "resize_conv": ResizeConv}

@@ -113,3 +113,24 @@ def test_resize_conv_has_no_checkerboard_where_the_transposed_convolution_does()
     transposed, _ = layers.UpsampleConv(3).init_with_output(jax.random.PRNGKey(0), x)
     inside = np.asarray(transposed)[0, 2:-2, 2:-2]
     assert np.abs(inside[0::2, 0::2] - inside[1::2, 1::2]).max() > 1e-3  # even and odd pixels differ
+
+
+def test_resize_conv_equals_convolving_the_nearest_upsampled_image():
+    """The phase form computes exactly the layer's definition: upsample, reflect pad, conv3x3."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 4))
+    layer = layers.ResizeConv(6)
+    variables = layer.init(jax.random.PRNGKey(1), x)
+    variables = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(2), a.shape), variables)
+
+    def by_definition(variables, x):
+        kernel, bias = variables["params"]["conv"]["kernel"], variables["params"]["conv"]["bias"]
+        upsampled = layers.reflect_pad(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2), 1)
+        return jax.lax.conv_general_dilated(upsampled, kernel, (1, 1), "VALID",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias  # fmt: skip
+
+    np.testing.assert_allclose(layer.apply(variables, x), by_definition(variables, x), atol=1e-5)
+    loss = lambda f: lambda v, x: jnp.sum(f(v, x) ** 2)
+    ours = jax.grad(loss(layer.apply), argnums=(0, 1))(variables, x)
+    theirs = jax.grad(loss(by_definition), argnums=(0, 1))(variables, x)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
