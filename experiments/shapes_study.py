@@ -70,11 +70,13 @@ def run(args: list[str]) -> None:
 def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int, every: int) -> None:
     """Trains the run to ``steps``, a checkpoint every ``every``; notes when its first start began."""
     timing_path = os.path.join(workdir, TIMING)
+    if os.path.exists(timing_path) and checkpoint.complete_steps(workdir)[-1:] == [steps]:
+        return  # finished before
     if not os.path.exists(timing_path):
         os.makedirs(workdir, exist_ok=True)
         with open(timing_path, "w") as f:
             json.dump({"started": time.time(), "resumed": bool(checkpoint.complete_steps(workdir))}, f)
-    elif checkpoint.complete_steps(workdir)[-1:] != [steps]:
+    else:
         with open(timing_path) as f:
             timing = json.load(f)
         with open(timing_path, "w") as f:  # a restart: its times include the pause
