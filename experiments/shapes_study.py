@@ -238,7 +238,7 @@ def task_section(task: str, rows: dict[str, list[dict]], reference: dict, pictur
     chart_rows = {label: [seed["results"] for seed in seeds] for label, seeds in rows.items()
                   if TRAINED not in label and not label.startswith(timed_cycle)}  # one step axis  # fmt: skip
     for metric in CHARTED:
-        path = os.path.join(pictures, f"{task}_{metric}.png")
+        path = os.path.join(pictures, f"{os.path.splitext(FLAGS.out)[0]}_{task}_{metric}.png")  # one set per report
         charts.save(charts.learning_curves(chart_rows, (metric,), f"{task}: {metric}, mean and min-max over seeds"),
                     path)  # fmt: skip
         text.append(f"![{task} {metric}](pictures/{os.path.basename(path)})")

@@ -70,5 +70,5 @@ def learning_curves(runs: dict[str, list[list[dict]]], metrics: tuple[str, ...],
 
 def save(fig: Figure, path: str) -> None:
     """Writes the figure (format from the extension) and frees it."""
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # long legend labels and titles are not cut off
     plt.close(fig)
