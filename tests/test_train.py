@@ -37,14 +37,25 @@ def test_train_writes_checkpoints_events_and_a_usable_model(data_dir):
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir):
+    """Also: a generator average turned on at the resume starts from the restored generators,
+    is saved beside them and is what translation uses (it never changes the training itself)."""
     straight = train.train(tiny_config(data_dir), str(data_dir / "straight"))
     resumed_dir = str(data_dir / "resumed")
     train.train(tiny_config(data_dir, num_train_steps=2), resumed_dir)
-    resumed = train.train(tiny_config(data_dir), resumed_dir)
+    assert not checkpoint.has_ema(resumed_dir, 2)
+    resumed = train.train(tiny_config(data_dir, ema_decay=0.9), resumed_dir)
     assert int(resumed.step) == 4
     for a, b in zip(jax.tree.leaves(params_of(straight)), jax.tree.leaves(params_of(resumed)), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(straight.pools["fake_B"].images, resumed.pools["fake_B"].images)
+
+    assert checkpoint.has_ema(resumed_dir, 4)
+    averaged = Translator.from_workdir(resumed_dir, ins_per=2, ins_max=4).generators
+    trained = Translator.from_workdir(resumed_dir, averaged=False, ins_per=2, ins_max=4).generators
+    for name in ("G_A", "G_B"):
+        chex.assert_trees_all_equal(averaged[name]["params"], jax.device_get(resumed.ema[name]))
+        chex.assert_trees_all_equal(trained[name]["params"], jax.device_get(resumed.params[name]))
+    assert not np.allclose(jax.tree.leaves(averaged["G_A"])[0], jax.tree.leaves(trained["G_A"])[0])
 
 
 def test_resume_with_a_different_model_is_refused_with_the_keys(data_dir):
@@ -56,21 +67,6 @@ def test_resume_with_a_different_model_is_refused_with_the_keys(data_dir):
     # a change of the schedule or logging is accepted
     state = train.train(tiny_config(data_dir, num_train_steps=5, log_every_steps=1), workdir)
     assert int(state.step) == 5
-
-
-def test_averaged_generators_are_saved_used_for_translation_and_started_on_resume(data_dir):
-    workdir = str(data_dir / "ema")
-    train.train(tiny_config(data_dir, num_train_steps=2, ema_decay=0.0), workdir)
-    assert not checkpoint.has_ema(workdir, 2)
-    # turned on when resuming: the average starts from the restored generators
-    state = train.train(tiny_config(data_dir, ema_decay=0.9), workdir)
-    assert checkpoint.has_ema(workdir, 4) and int(state.step) == 4
-    averaged = Translator.from_workdir(workdir, ins_per=2, ins_max=4).generators
-    trained = Translator.from_workdir(workdir, averaged=False, ins_per=2, ins_max=4).generators
-    for name in ("G_A", "G_B"):
-        chex.assert_trees_all_equal(averaged[name]["params"], jax.device_get(state.ema[name]))
-        chex.assert_trees_all_equal(trained[name]["params"], jax.device_get(state.params[name]))
-    assert not np.allclose(jax.tree.leaves(averaged["G_A"])[0], jax.tree.leaves(trained["G_A"])[0])
 
 
 @pytest.mark.parametrize(
