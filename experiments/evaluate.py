@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from clu import metric_writers
 from tqdm import tqdm
 
-from instagan_jax import charts, checkpoint, cli, domains, evaluation, summaries
+from instagan_jax import charts, checkpoint, cli, domains, evaluation, summaries, training_config
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
 
@@ -43,20 +43,16 @@ def translate_all(translator: Translator, images, masks, direction: str, batch_s
     return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
 
-def task_of(config) -> str:
-    return config.get("shapes_task", "squares")  # runs from before the bars task have none
-
-
 def score(config, data, outputs) -> dict:
     """Metrics per direction for one checkpoint."""
-    scores = {}
+    scores, task = {}, training_config.shapes_task(config)
     for direction in domains.DIRECTIONS:
         x, target = domains.source(direction), domains.target(direction)
         fake, fake_masks = outputs[direction]
         generated = fake_masks if config.model == "insta_gan" else None
         if config.dataset == "shapes":
             scores[direction] = evaluation.shapes_scores(
-                data[f"image_{x}"], data[f"masks_{x}"], fake, x, target, output_masks=generated, task=task_of(config)
+                data[f"image_{x}"], data[f"masks_{x}"], fake, x, target, output_masks=generated, task=task
             )
         else:
             scores[direction] = {
@@ -149,8 +145,8 @@ def main(argv):
         raise app.UsageError(str(e)) from e
     reference = None
     if config.dataset == "shapes":
-        reference = {x: evaluation.reference_scores(data[f"image_{x}"], data[f"masks_{x}"], x, task_of(config))
-                     for x in ("B", "A")}  # fmt: skip
+        task = training_config.shapes_task(config)
+        reference = {x: evaluation.reference_scores(data[f"image_{x}"], data[f"masks_{x}"], x, task) for x in "BA"}
     results = []
     for step in tqdm(steps, desc="evaluate", unit="checkpoint"):
         translator = Translator.from_workdir(

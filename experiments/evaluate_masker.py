@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
-from instagan_jax import checkpoint, cli, domains, evaluation
+from instagan_jax import checkpoint, cli, domains, evaluation, training_config
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
@@ -54,7 +54,7 @@ def main(argv):
     if FLAGS.instagan_workdir:
         translator = Translator.from_workdir(FLAGS.instagan_workdir, ins_per=2, ins_max=config.ins_max)
         report["translation"] = {}
-        task = checkpoint.load_config(FLAGS.instagan_workdir).get("shapes_task", "squares")
+        task = training_config.shapes_task(checkpoint.load_config(FLAGS.instagan_workdir))
         for direction in domains.DIRECTIONS:
             x, target = domains.source(direction), domains.target(direction)
             scores = {}

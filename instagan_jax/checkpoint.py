@@ -262,7 +262,7 @@ def restore_train_state(mngr: ocp.CheckpointManager, step: int, abstract_state, 
         "networks": ocp.args.StandardRestore(with_sharding(networks)),
         "trainer": ocp.args.StandardRestore(with_sharding(trainer)),
     }
-    restore_ema = bool(abstract_state.ema) and os.path.isdir(os.path.join(str(mngr.directory), str(step), EMA_ITEM))
+    restore_ema = bool(abstract_state.ema) and has_ema(os.path.dirname(str(mngr.directory)), step)
     if restore_ema:
         ema = {name: {"params": p} for name, p in abstract_state.ema.items()}
         items[EMA_ITEM] = ocp.args.StandardRestore(with_sharding(ema))

@@ -33,6 +33,11 @@ def _fields_from(cls, config, **given):
     return cls(**given, **{name: config[name] for name in names if name in config})
 
 
+def shapes_task(config) -> str:
+    """config.shapes_task; configs stored before the bars task have none, and meant "squares"."""
+    return config.get("shapes_task", "squares")
+
+
 def model_spec(config) -> ModelSpec:
     """The networks the config asks for (config.model, ngf, ndf, n_blocks)."""
     return _fields_from(ModelSpec, config)
@@ -61,7 +66,7 @@ def validate(config) -> None:
         )
     if config.dataset not in DATASETS:
         raise ValueError(f"config.dataset must be one of {DATASETS}, got {config.dataset!r}")
-    if config.get("shapes_task", "squares") not in shapes.TASKS:
+    if shapes_task(config) not in shapes.TASKS:
         raise ValueError(f"config.shapes_task must be one of {shapes.TASKS}, got {config.shapes_task!r}")
     if config.dataset != "shapes" and not os.path.isdir(config.dataroot):
         raise ValueError(f"config.dataroot {config.dataroot!r} is not a folder (needed by dataset {config.dataset!r})")

@@ -12,14 +12,14 @@ import os
 import jax
 import numpy as np
 
-from instagan_jax import input_pipeline, parallel
+from instagan_jax import input_pipeline, parallel, training_config
 from instagan_jax.datasets import builders
 
 
 def prepare_dataset(config, workdir: str):
     """The prepared tfds builder of config.dataset (generated on first use, under config.data_dir)."""
     data_dir = config.data_dir or os.path.join(os.path.dirname(os.path.abspath(workdir)), "tfds_data")
-    task = config.get("shapes_task", "squares")
+    task = training_config.shapes_task(config)
     shapes = builders.ShapesConfig(
         name=f"s{config.shapes_size}_n{config.shapes_num_train}_{config.shapes_num_test}_i{config.shapes_max_instances}"
              + ("" if task == "squares" else f"_{task}"),
