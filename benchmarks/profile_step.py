@@ -130,6 +130,7 @@ def main():
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--ngf", type=int, default=32)
     parser.add_argument("--n_blocks", type=int, default=9)
+    parser.add_argument("--upsample", default="transpose", help="transpose (the paper's) | resize_conv")
     parser.add_argument("--ins_per", type=int, default=2)
     parser.add_argument("--ins_max", type=int, default=4)
     parser.add_argument("--batch_size", type=int, default=1)
@@ -139,8 +140,8 @@ def main():
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     cfg = ts.StepConfig(
-        spec=ModelSpec(ngf=args.ngf, ndf=args.ngf, n_blocks=args.n_blocks), ins_max=args.ins_max,
-        ins_per=args.ins_per, scan_unroll=args.unroll == "yes",
+        spec=ModelSpec(ngf=args.ngf, ndf=args.ngf, n_blocks=args.n_blocks, upsample=args.upsample),
+        ins_max=args.ins_max, ins_per=args.ins_per, scan_unroll=args.unroll == "yes",
     )  # fmt: skip
     mesh = parallel.make_mesh()
     state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))

@@ -43,7 +43,7 @@ def matmul_flops_per_sec(n: int = 1024, repeats: int = 10) -> float:
 
 def measure(args, ins_max: int) -> dict:
     cfg = ts.StepConfig(
-        spec=ModelSpec(model=args.model, ngf=args.ngf, ndf=args.ndf, n_blocks=args.n_blocks),
+        spec=ModelSpec(model=args.model, ngf=args.ngf, ndf=args.ndf, n_blocks=args.n_blocks, upsample=args.upsample),
         ins_max=ins_max, ins_per=min(args.ins_per, ins_max), pool_size=50,
         scan_unroll=args.unroll == "yes",
     )  # fmt: skip
@@ -70,7 +70,7 @@ def measure(args, ins_max: int) -> dict:
         memory_bytes = int(memory.argument_size_in_bytes + memory.temp_size_in_bytes + memory.output_size_in_bytes)
     return {
         "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks, "model": args.model,
-        "ins_max": ins_max, "ins_per": cfg.ins_per, "batch_size_per_device": args.batch_size,
+        "upsample": args.upsample, "ins_max": ins_max, "ins_per": cfg.ins_per, "batch_size_per_device": args.batch_size,
         "step_time_s": float(np.median(times)), "compile_time_s": compile_time, "memory_bytes": memory_bytes,
         "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
         # XLA counts a rolled loop's body once: scale by the chunk count (the rest of the step is tiny)
@@ -95,6 +95,7 @@ def main():
     parser.add_argument("--ndf", type=int, default=None)
     parser.add_argument("--n_blocks", type=int, default=9)
     parser.add_argument("--model", default="insta_gan")
+    parser.add_argument("--upsample", default="transpose", help="transpose (the paper's, as --reference) | resize_conv")
     parser.add_argument("--ins_per", type=int, default=2)
     parser.add_argument("--ins_max", default="2,4,8")
     parser.add_argument("--batch_size", type=int, default=1, help="per device")
@@ -138,7 +139,7 @@ def main():
 def scaling(args) -> None:
     """Runs this script once per device count and prints step time at a fixed per-device batch."""
     records = []
-    forwarded = ("size", "ngf", "ndf", "n_blocks", "model", "ins_per", "batch_size", "steps", "unroll")
+    forwarded = ("size", "ngf", "ndf", "n_blocks", "model", "upsample", "ins_per", "batch_size", "steps", "unroll")
     base = [f"--{k}={getattr(args, k)}" for k in forwarded] + [f"--ins_max={args.ins_max.split(',')[0]}"]
     print(f"{'devices':>7} {'batch':>6} {'step s':>8} {'examples/s':>10}  (cores: {os.cpu_count()})")
     for n in (int(d) for d in args.devices.split(",")):

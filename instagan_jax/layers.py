@@ -50,7 +50,25 @@ Padding = tuple[tuple[int, int], tuple[int, int]]
 
 
 def _correlate(x, kernel, stride: int, padding, **dilations) -> jax.Array:
+    smaller_than_kernel = x.shape[1] < kernel.shape[0] or x.shape[2] < kernel.shape[1]
+    undilated = all(d == (1, 1) for d in dilations.values())
+    if smaller_than_kernel and stride == 1 and undilated and not isinstance(padding, str):
+        return _correlate_by_patches(x, kernel, padding)
     return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_NHWC, **dilations)
+
+
+def _correlate_by_patches(x, kernel, padding) -> jax.Array:
+    """The correlation as one product of the kh * kw shifted inputs with the kernel.
+
+    For inputs smaller than the kernel, XLA's CPU convolution ran at 2-7 GFLOP/s where this
+    product runs at ~80 (at 32x32 images, the input gradient of the discriminators' first
+    4x4 classifier convolution correlates a 3x3 output gradient: 10% of the default step).
+    """
+    kh, kw, channels, out = kernel.shape
+    padded = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    ho, wo = padded.shape[1] - kh + 1, padded.shape[2] - kw + 1
+    patches = jnp.concatenate([padded[:, i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)], axis=-1)
+    return jnp.dot(patches, kernel.reshape(kh * kw * channels, out))
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:

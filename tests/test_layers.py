@@ -76,6 +76,7 @@ def test_spectral_conv_normalises_by_the_top_singular_value():
         (8, 2, 1, (0, 1), 5),
         (16, 7, 1, 0, 1),
         (8, 4, 1, 1, 3),
+        (4, 4, 1, 1, 5),  # inputs and output gradients smaller than the kernel
     ],  # fmt: skip
 )
 def test_conv2d_equals_xla_convolution_values_and_gradients(size, kernel, stride, padding, out):
