@@ -44,14 +44,23 @@ flags.DEFINE_string("out", "results.md", "The report's file name, under --root."
 FLAGS = flags.FLAGS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LEVERS = ["--config.upsample=resize_conv", "--config.ema_decay=0.999"]  # not in the paper
-PAPER = ["--config.upsample=transpose", "--config.ema_decay=0"]  # the paper's networks, no average
+LEVERS = ["--config.upsample=resize_conv", "--config.ema_decay=0.999"]  # not in the paper (nor is the default lr)
+PAPER_LR = ["--config.learning_rate=2e-4"]
+PAPER = ["--config.upsample=transpose", "--config.ema_decay=0", *PAPER_LR]  # the paper's networks and lr, no average
+CYCLE_GAN = ["--config.model=cycle_gan"]
 VARIANTS = {  # name: (what it is, config overrides on top of the default config)
     "insta_gan": ("InstaGAN", LEVERS),
-    "cycle_gan": ("CycleGAN", ["--config.model=cycle_gan", *LEVERS]),
-    "cycle_gan_equal_time": ("CycleGAN, InstaGAN's time", ["--config.model=cycle_gan", *LEVERS]),
-    "insta_gan_paper": ("InstaGAN, paper's upsampling, no average", PAPER),
-    "cycle_gan_paper": ("CycleGAN, paper's upsampling, no average", ["--config.model=cycle_gan", *PAPER]),
+    "cycle_gan": ("CycleGAN", [*CYCLE_GAN, *LEVERS]),
+    "cycle_gan_equal_time": ("CycleGAN, InstaGAN's time", [*CYCLE_GAN, *LEVERS]),
+    "insta_gan_paper_lr": ("InstaGAN, paper's learning rate", [*PAPER_LR, *LEVERS]),
+    "cycle_gan_paper_lr": ("CycleGAN, paper's learning rate", [*CYCLE_GAN, *PAPER_LR, *LEVERS]),
+    "insta_gan_lr8e-4": ("InstaGAN, learning rate 8e-4", ["--config.learning_rate=8e-4", *LEVERS]),
+    "insta_gan_paper": ("InstaGAN, paper's upsampling and learning rate, no average", PAPER),
+    "cycle_gan_paper": ("CycleGAN, paper's upsampling and learning rate, no average", [*CYCLE_GAN, *PAPER]),
+    "weak_cycle": (
+        "InstaGAN, paper's learning rate, cycle weight 3",
+        ["--config.lambda_a=3", "--config.lambda_b=3", *PAPER_LR, *LEVERS],
+    ),
     "no_ctx": ("InstaGAN without the context loss", ["--config.lambda_ctx=0", *LEVERS]),
     "no_seq": ("InstaGAN without sequential chunks", ["--config.ins_per=4", *LEVERS]),
     "random_order": ("InstaGAN, instances in random order", ["--config.set_order=random", *LEVERS]),

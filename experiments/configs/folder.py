@@ -19,6 +19,7 @@ def get_config():
     config.n_blocks = 9
     config.upsample = "transpose"  # the paper's networks
     config.ema_decay = 0.0
+    config.learning_rate = 2e-4
     config.ins_max = 4
     config.ins_per = 2
     config.num_train_steps = 200_000
