@@ -243,7 +243,8 @@ def task_section(task: str, rows: dict[str, list[dict]], reference: dict, pictur
         by_budget["equal time"] = timed
         if any(seed["resumed"] for seeds in rows.values() for seed in seeds):
             text += ["(Some runs were restarted: their times include the pause.)", ""]
-    text += ["### Goals", "", *goals(task, by_budget), ""]
+    checked = goals(task, by_budget)
+    text += ["### Goals", "", *checked, ""] if checked else []
     chart_rows = {label: [seed["results"] for seed in seeds] for label, seeds in rows.items()
                   if TRAINED not in label and not label.startswith(timed_cycle)}  # one step axis  # fmt: skip
     for metric in CHARTED:
