@@ -275,8 +275,9 @@ def main(argv):
     pictures = os.path.join(FLAGS.root, "pictures")
     os.makedirs(pictures, exist_ok=True)
     text = ["# Shapes study", "",
-            f"{FLAGS.seeds} seeds per row, {FLAGS.steps} steps per run, {FLAGS.num_examples} held-out images per "
-            "direction; the default config otherwise (`python experiments/shapes_study.py "
+            f"{FLAGS.seeds} seed{'s' if FLAGS.seeds > 1 else ''} per row, {FLAGS.steps} steps per run, "
+            f"{FLAGS.num_examples} held-out images per direction; the default config otherwise "
+            "(`python experiments/shapes_study.py "
             f"--root {FLAGS.root} --tasks {','.join(FLAGS.tasks)} --variants {','.join(FLAGS.variants)} "
             f"--seeds {FLAGS.seeds} --steps {FLAGS.steps} --every {FLAGS.every} --num_examples {FLAGS.num_examples}"
             f"`).", ""]  # fmt: skip
