@@ -1,7 +1,7 @@
 r"""The shapes study: InstaGAN vs the CycleGAN baseline, the levers and the paper's ablations,
 over seeds, on two tasks, at equal steps and at equal wall-clock time.
 
-    python experiments/shapes_study.py --root runs/study                       # everything
+    python experiments/shapes_study.py --root runs/study                       # the default rows
     python experiments/shapes_study.py --root runs/study --variants insta_gan,cycle_gan --tasks bars
 
 Trains (or resumes, or finds finished) one workdir per task, variant and seed under --root
@@ -9,7 +9,7 @@ Trains (or resumes, or finds finished) one workdir per task, variant and seed un
 constant for the first half, then decaying to zero), scores every checkpoint with
 experiments/evaluate.py (runs already scored at every checkpoint are not scored again;
 runs that average their generators are scored with and without the average), and writes
-ROOT/results.md: per task, mean and spread over seeds of every row at equal steps and at equal
+ROOT/OUT (--out, results.md by default): per task, mean and spread over seeds of every row at equal steps and at equal
 wall-clock time, the goals of the study checked, learning-curve charts with the spread as a
 band, and pictures. Re-running it after a crash continues where it stopped.
 
