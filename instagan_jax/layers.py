@@ -226,8 +226,8 @@ def _phase_kernels(kernel: jax.Array, folds: dict) -> list[jax.Array]:
     sums; phase (a, b) gets the outer combination of ``folds[a]`` and ``folds[b]``. All phases
     come from one product with a 0/1 matrix, and their gradient is one product back: picking
     taps by index differentiates into one zero-padded full-size copy of the kernel per tap,
-    which the optimizer update then read, summed and transposed (at 128x128 the slowest
-    fusions of the step, 30-50 ms per kernel).
+    which the optimizer update then read, summed and transposed (a quarter of a transposed
+    convolution layer's backward and update time at 128x128; the README's Speed section).
     """
     mixing = np.concatenate([np.kron(folds[a], folds[b]) for a, b in _PHASES])  # (taps of all phases, 9)
     kh, kw, channels, out = kernel.shape
