@@ -116,12 +116,21 @@ def test_resize_conv_has_no_checkerboard_where_the_transposed_convolution_does()
     assert np.abs(inside[0::2, 0::2] - inside[1::2, 1::2]).max() > 1e-3  # even and odd pixels differ
 
 
-def test_resize_conv_equals_convolving_the_nearest_upsampled_image():
-    """The phase form computes exactly the layer's definition: upsample, reflect pad, conv3x3."""
-    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 4))
-    layer = layers.ResizeConv(6)
+def _assert_layer_matches(layer, x, by_definition):
+    """layer.apply equals by_definition(variables, x) in values and in both gradients, at
+    perturbed (non-zero-bias) parameters."""
     variables = layer.init(jax.random.PRNGKey(1), x)
     variables = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(2), a.shape), variables)
+    np.testing.assert_allclose(layer.apply(variables, x), by_definition(variables, x), atol=1e-5)
+    loss = lambda f: lambda v, x: jnp.sum(f(v, x) ** 2)
+    ours = jax.grad(loss(layer.apply), argnums=(0, 1))(variables, x)
+    theirs = jax.grad(loss(by_definition), argnums=(0, 1))(variables, x)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+
+
+def test_resize_conv_equals_convolving_the_nearest_upsampled_image():
+    """The phase form computes exactly the layer's definition: upsample, reflect pad, conv3x3."""
 
     def by_definition(variables, x):
         kernel, bias = variables["params"]["conv"]["kernel"], variables["params"]["conv"]["bias"]
@@ -129,21 +138,12 @@ def test_resize_conv_equals_convolving_the_nearest_upsampled_image():
         return jax.lax.conv_general_dilated(upsampled, kernel, (1, 1), "VALID",
                                             dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias  # fmt: skip
 
-    np.testing.assert_allclose(layer.apply(variables, x), by_definition(variables, x), atol=1e-5)
-    loss = lambda f: lambda v, x: jnp.sum(f(v, x) ** 2)
-    ours = jax.grad(loss(layer.apply), argnums=(0, 1))(variables, x)
-    theirs = jax.grad(loss(by_definition), argnums=(0, 1))(variables, x)
-    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+    _assert_layer_matches(layers.ResizeConv(6), jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 4)), by_definition)
 
 
 def test_upsample_conv_equals_the_transposed_convolution_values_and_gradients():
     """The phase form against ConvTranspose2d(3, 2, padding=1, output_padding=1) by its textbook
     definition: the 2x-dilated input convolved with the flipped kernel, padded (1, 2)."""
-    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 4, 3))
-    layer = layers.UpsampleConv(6)
-    variables = layer.init(jax.random.PRNGKey(1), x)
-    variables = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(2), a.shape), variables)
 
     def by_definition(variables, x):
         kernel, bias = variables["params"]["kernel"], variables["params"]["bias"]  # (kh, kw, out, in)
@@ -151,9 +151,4 @@ def test_upsample_conv_equals_the_transposed_convolution_values_and_gradients():
         return jax.lax.conv_general_dilated(x, flipped, (1, 1), ((1, 2), (1, 2)), lhs_dilation=(2, 2),
                                             dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias  # fmt: skip
 
-    np.testing.assert_allclose(layer.apply(variables, x), by_definition(variables, x), atol=1e-5)
-    loss = lambda f: lambda v, x: jnp.sum(f(v, x) ** 2)
-    ours = jax.grad(loss(layer.apply), argnums=(0, 1))(variables, x)
-    theirs = jax.grad(loss(by_definition), argnums=(0, 1))(variables, x)
-    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+    _assert_layer_matches(layers.UpsampleConv(6), jax.random.normal(jax.random.PRNGKey(0), (2, 5, 4, 3)), by_definition)
