@@ -7,6 +7,10 @@ trace's per-instruction times with the compiled HLO: each convolution gets its r
 (forward, input gradient, kernel gradient), its shapes, its FLOPs and the FLOP/s it achieved
 next to this machine's float32 matmul rate. Prints the ops that take the most time and a
 summary per op kind; --json writes both.
+
+XLA's CPU runtime runs independent ops side by side, so the traced times add up to more than
+the step (1.5-1.6x on 2 cores): a share says where the work is, not what removing it saves;
+confirm a change with benchmarks/train_step.py.
 """
 
 import argparse
