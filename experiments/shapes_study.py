@@ -9,9 +9,9 @@ Trains (or resumes, or finds finished) one workdir per task, variant and seed un
 constant for the first half, then decaying to zero), scores every checkpoint with
 experiments/evaluate.py (runs already scored at every checkpoint are not scored again;
 runs that average their generators are scored with and without the average), and writes
-ROOT/OUT (--out, results.md by default): per task, mean and spread over seeds of every row at equal steps and at equal
-wall-clock time, the goals of the study checked, learning-curve charts with the spread as a
-band, and pictures. Re-running it after a crash continues where it stopped.
+ROOT/OUT (--out, results.md by default): per task, mean and spread over seeds of every row
+at equal steps and at equal wall-clock time, the goals of the study checked, learning-curve
+charts with the spread as a band, and pictures. Re-running it after a crash continues where it stopped.
 
 Equal time: CycleGAN steps several times faster than InstaGAN (no masks, no chunks), so the
 row "cycle_gan_equal_time" trains CycleGAN for as many steps as fit in InstaGAN's mean
