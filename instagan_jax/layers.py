@@ -245,6 +245,28 @@ def _interleave_phases(phases: list[jax.Array]) -> jax.Array:
     return y.reshape(batch, 2 * h, 2 * w, channels)
 
 
+def _upsample(x: jax.Array, shared: jax.Array | None, kernel: jax.Array, folds: dict, convolve_phases) -> jax.Array:
+    """A x2 upsampling layer (no bias) on [x, shared], with the part of ``shared`` computed once per group.
+
+    ``kernel`` is (3, 3, in, out); ``convolve_phases(inputs, phase kernels)`` gives the four
+    phase outputs. ``shared`` (G, H, W, C'), if given, is common to each group of
+    len(x) / G consecutive rows of x and stands for its last C' input channels: the layer
+    is linear in its input channels, so that part is convolved once per group and added,
+    rather than once per row (the set generator's mask decoder, whose rows are an example's
+    mask slots and whose input is 2/3 per-example context).
+    """
+    c = x.shape[-1]
+    y = _interleave_phases(convolve_phases(x, _phase_kernels(kernel[:, :, :c], folds)))
+    if shared is None:
+        return y
+    common = _interleave_phases(convolve_phases(shared, _phase_kernels(kernel[:, :, c:], folds)))
+    return (y.reshape(shared.shape[0], -1, *y.shape[1:]) + common[:, None]).reshape(y.shape)
+
+
+def _in_features(x: jax.Array, shared: jax.Array | None) -> int:
+    return x.shape[-1] + (0 if shared is None else shared.shape[-1])
+
+
 class UpsampleConv(nn.Module):
     """ConvTranspose2d(k=3, s=2, padding=1, output_padding=1): doubles H and W exactly.
 
@@ -256,19 +278,23 @@ class UpsampleConv(nn.Module):
     convolution to all four phases would multiply 7 of its 16 taps by zero), and none of
     the lhs-dilated convolutions that XLA's CPU backend differentiates 50 times slower.
     The kernel is stored as (kh, kw, out, in), i.e. torch's (in, out, kh, kw).transpose(2, 3, 1, 0).
+    ``shared``: see ``_upsample``.
     """
 
     features: int
     # parity -> the taps applied to x[i], x[i + 1] along an axis
     FOLDS = {0: np.array([[0, 1, 0]]), 1: np.array([[0, 0, 1], [1, 0, 0]])}
 
+    @staticmethod
+    def convolve_phases(x: jax.Array, kernels: list[jax.Array]) -> list[jax.Array]:
+        return [conv2d(x, k, 1, ((0, a), (0, b))) for k, (a, b) in zip(kernels, _PHASES, strict=True)]
+
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", generator_kernel_init, (3, 3, self.features, x.shape[-1]))
+    def __call__(self, x: jax.Array, shared: jax.Array | None = None) -> jax.Array:
+        kernel = self.param("kernel", generator_kernel_init, (3, 3, self.features, _in_features(x, shared)))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        kernels = _phase_kernels(jnp.transpose(kernel, (0, 1, 3, 2)), self.FOLDS)  # (ky, kx, in, out) each
-        phases = [conv2d(x, k, 1, ((0, a), (0, b))) for k, (a, b) in zip(kernels, _PHASES, strict=True)]
-        return _interleave_phases(phases) + bias
+        kernel = jnp.transpose(kernel, (0, 1, 3, 2))  # (ky, kx, in, out)
+        return _upsample(x, shared, kernel, self.FOLDS, self.convolve_phases) + bias
 
 
 class ResizeConv(nn.Module):
@@ -284,23 +310,26 @@ class ResizeConv(nn.Module):
     output phases is a 2x2 convolution whose taps are sums of the 3x3 kernel's (even: w0 and
     w1 + w2; odd: w0 + w1 and w2), over the input padded by repeating its edge (the reflect
     pad of the upsampled image). A quarter of the FLOPs of convolving the upsampled image.
+    ``shared``: see ``_upsample``.
     """
 
     features: int
     # parity -> the sums of taps along an axis (even: w0, w1 + w2; odd: w0 + w1, w2)
     FOLDS = {0: np.array([[1, 0, 0], [0, 1, 1]]), 1: np.array([[1, 1, 0], [0, 0, 1]])}
 
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel, bias = ConvParams(self.features, 3, name="conv")(x.shape[-1])  # (3, 3, in, out)
+    @staticmethod
+    def convolve_phases(x: jax.Array, kernels: list[jax.Array]) -> list[jax.Array]:
         h, w = x.shape[1:3]
         edged = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-        kernels = _phase_kernels(kernel, self.FOLDS)  # (2, 2, in, out) each
-        phases = [
+        return [
             conv2d(edged[:, a : a + h + 1, b : b + w + 1], k, 1, ((0, 0), (0, 0)))
             for k, (a, b) in zip(kernels, _PHASES, strict=True)
         ]
-        return _interleave_phases(phases) + bias
+
+    @nn.compact
+    def __call__(self, x: jax.Array, shared: jax.Array | None = None) -> jax.Array:
+        kernel, bias = ConvParams(self.features, 3, name="conv")(_in_features(x, shared))  # (3, 3, in, out)
+        return _upsample(x, shared, kernel, self.FOLDS, self.convolve_phases) + bias
 
 
 UPSAMPLING = {"transpose": UpsampleConv, "resize_conv": ResizeConv}
@@ -348,10 +377,12 @@ class Decoder(nn.Module):
     upsample: str = "transpose"
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for i in range(2):
-            x = UPSAMPLING[self.upsample](self.width * 2 ** (1 - i), name=f"up_{i}")(x)  # (b, 2x, 2x, ..)
-            x = nn.relu(instance_norm(x))
+    def __call__(self, x: jax.Array, shared: jax.Array | None = None) -> jax.Array:
+        """``shared``: input channels common to groups of rows of x (see ``_upsample``)."""
+        x = UPSAMPLING[self.upsample](self.width * 2, name="up_0")(x, shared)  # (b, h/2, w/2, 2 width)
+        x = nn.relu(instance_norm(x))
+        x = UPSAMPLING[self.upsample](self.width, name="up_1")(x)  # (b, h, w, width)
+        x = nn.relu(instance_norm(x))
         x = conv(self.out_channels, 7, name="conv_out")(reflect_pad(x, 3))
         return jnp.tanh(x)
 

@@ -86,10 +86,10 @@ class SetGenerator(nn.Module):
         context = jnp.concatenate([f_img, f_set], axis=-1)  # (b, h/4, w/4, 8ngf)
         image_out = layers.Decoder(2 * self.ngf, IMAGE_CHANNELS, self.upsample, name="decoder_img")(context)
 
-        context = jnp.broadcast_to(context[:, None], (*f_seg.shape[:-1], context.shape[-1]))
-        per_slot = jnp.concatenate([f_seg, context], axis=-1)  # (b, n, h/4, w/4, 12ngf)
+        # mask i's decoder input is [f_i, context] (12ngf); its first layer convolves the
+        # context once per example, not once per slot
         decoder_seg = layers.Decoder(3 * self.ngf, 1, self.upsample, name="decoder_seg")
-        masks_out = decoder_seg(per_slot.reshape(-1, *per_slot.shape[2:]))
+        masks_out = decoder_seg(f_seg.reshape(-1, *f_seg.shape[2:]), shared=context)
         masks_out = masks_out.reshape(b, -1, *masks_out.shape[1:3]).transpose(0, 2, 3, 1)  # (b, h, w, n)
         masks_out = jnp.where(valid[:, None, None, :], masks_out, masks)
         return jnp.concatenate([image_out, masks_out], axis=-1)

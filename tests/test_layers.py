@@ -116,15 +116,16 @@ def test_resize_conv_has_no_checkerboard_where_the_transposed_convolution_does()
     assert np.abs(inside[0::2, 0::2] - inside[1::2, 1::2]).max() > 1e-3  # even and odd pixels differ
 
 
-def _assert_layer_matches(layer, x, by_definition):
-    """layer.apply equals by_definition(variables, x) in values and in both gradients, at
-    perturbed (non-zero-bias) parameters."""
-    variables = layer.init(jax.random.PRNGKey(1), x)
+def _assert_layer_matches(layer, by_definition, *inputs):
+    """layer.apply(variables, *inputs) equals by_definition(variables, *inputs) in values and in
+    the gradients to the parameters and every input, at perturbed (non-zero-bias) parameters."""
+    variables = layer.init(jax.random.PRNGKey(1), *inputs)
     variables = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(2), a.shape), variables)
-    np.testing.assert_allclose(layer.apply(variables, x), by_definition(variables, x), atol=1e-5)
-    loss = lambda f: lambda v, x: jnp.sum(f(v, x) ** 2)
-    ours = jax.grad(loss(layer.apply), argnums=(0, 1))(variables, x)
-    theirs = jax.grad(loss(by_definition), argnums=(0, 1))(variables, x)
+    np.testing.assert_allclose(layer.apply(variables, *inputs), by_definition(variables, *inputs), atol=1e-5)
+    loss = lambda f: lambda *args: jnp.sum(f(*args) ** 2)
+    argnums = tuple(range(len(inputs) + 1))
+    ours = jax.grad(loss(layer.apply), argnums)(variables, *inputs)
+    theirs = jax.grad(loss(by_definition), argnums)(variables, *inputs)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
 
@@ -138,7 +139,7 @@ def test_resize_conv_equals_convolving_the_nearest_upsampled_image():
         return jax.lax.conv_general_dilated(upsampled, kernel, (1, 1), "VALID",
                                             dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias  # fmt: skip
 
-    _assert_layer_matches(layers.ResizeConv(6), jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 4)), by_definition)
+    _assert_layer_matches(layers.ResizeConv(6), by_definition, jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 4)))
 
 
 def test_upsample_conv_equals_the_transposed_convolution_values_and_gradients():
@@ -151,4 +152,18 @@ def test_upsample_conv_equals_the_transposed_convolution_values_and_gradients():
         return jax.lax.conv_general_dilated(x, flipped, (1, 1), ((1, 2), (1, 2)), lhs_dilation=(2, 2),
                                             dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias  # fmt: skip
 
-    _assert_layer_matches(layers.UpsampleConv(6), jax.random.normal(jax.random.PRNGKey(0), (2, 5, 4, 3)), by_definition)
+    _assert_layer_matches(layers.UpsampleConv(6), by_definition, jax.random.normal(jax.random.PRNGKey(0), (2, 5, 4, 3)))
+
+
+@pytest.mark.parametrize("upsample", sorted(layers.UPSAMPLING))
+def test_upsampling_computes_shared_channels_once_per_group_as_if_concatenated(upsample):
+    """The mask decoder's first layer: per-slot features (2 examples x 3 slots) and each
+    example's context, convolved once per example, equal the layer on [slot, context]."""
+    layer = layers.UPSAMPLING[upsample](6)
+    per_slot = jax.random.normal(jax.random.PRNGKey(0), (6, 5, 4, 3))
+    shared = jax.random.normal(jax.random.PRNGKey(3), (2, 5, 4, 5))
+
+    def concatenated(variables, x, s):
+        return layer.apply(variables, jnp.concatenate([x, jnp.repeat(s, 3, axis=0)], axis=-1))
+
+    _assert_layer_matches(layer, concatenated, per_slot, shared)
