@@ -138,6 +138,7 @@ def main():
     parser.add_argument("--ins_per", type=int, default=2)
     parser.add_argument("--ins_max", type=int, default=4)
     parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--instances", type=int, default=None, help="instances per example (default: every slot)")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--unroll", choices=["no", "yes"], default="no", help="unroll the chunk scan")
     parser.add_argument("--top", type=int, default=30)
@@ -149,7 +150,7 @@ def main():
     )  # fmt: skip
     mesh = parallel.make_mesh()
     state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))
-    batch = parallel.global_batch(synthetic_batch(args.batch_size, args.size, args.ins_max), mesh)
+    batch = parallel.global_batch(synthetic_batch(args.batch_size, args.size, args.ins_max, args.instances), mesh)
     start = time.perf_counter()
     compiled = parallel.sharded_train_step(cfg, mesh).lower(state, batch).compile()
     compile_time = time.perf_counter() - start

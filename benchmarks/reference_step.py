@@ -55,12 +55,13 @@ def main():
     parser.add_argument("--ins_per", type=int, default=2)
     parser.add_argument("--ins_max", type=int, default=4)
     parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument("--instances", type=int, default=None, help="instances per example (default: every slot)")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = build_model(args.reference, args)
-    batch = synthetic_batch(args.batch_size, args.size, args.ins_max)
+    batch = synthetic_batch(args.batch_size, args.size, args.ins_max, args.instances)
     nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
     model.set_input({"A": nchw(batch["image_A"]), "B": nchw(batch["image_B"]), "A_segs": nchw(batch["masks_A"]),
                      "B_segs": nchw(batch["masks_B"]), "A_paths": [], "B_paths": []})  # fmt: skip

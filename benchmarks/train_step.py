@@ -49,7 +49,9 @@ def measure(args, ins_max: int) -> dict:
     )  # fmt: skip
     mesh = parallel.make_mesh()
     state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))
-    batch = parallel.global_batch(synthetic_batch(args.batch_size * jax.device_count(), args.size, ins_max), mesh)
+    batch = parallel.global_batch(
+        synthetic_batch(args.batch_size * jax.device_count(), args.size, ins_max, args.instances), mesh
+    )
     step = parallel.sharded_train_step(cfg, mesh)
     start = time.perf_counter()
     compiled = step.lower(state, batch).compile()
@@ -70,19 +72,29 @@ def measure(args, ins_max: int) -> dict:
         memory_bytes = int(memory.argument_size_in_bytes + memory.temp_size_in_bytes + memory.output_size_in_bytes)
     return {
         "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks, "model": args.model,
-        "upsample": args.upsample, "ins_max": ins_max, "ins_per": cfg.ins_per, "batch_size_per_device": args.batch_size,
+        "upsample": args.upsample, "ins_max": ins_max, "ins_per": cfg.ins_per, "instances": args.instances,
+        "batch_size_per_device": args.batch_size,
         "step_time_s": float(np.median(times)), "compile_time_s": compile_time, "memory_bytes": memory_bytes,
         "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
-        # XLA counts a rolled loop's body once: scale by the chunk count (the rest of the step is tiny)
-        "flops": float(cost.get("flops", float("nan"))) * (1 if cfg.scan_unroll else cfg.num_chunks) if cost else None,
+        "flops": float(cost.get("flops", float("nan"))) * chunks_run(args, cfg) if cost else None,
         "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "unroll": args.unroll,
     }  # fmt: skip
+
+
+def chunks_run(args, cfg) -> float:
+    """What to scale XLA's FLOP count by: it counts a rolled loop's body once, and a skipped
+    chunk (no instance: a ``lax.cond`` branch) as if it ran (the rest of the step is tiny)."""
+    with_instances = (
+        cfg.num_chunks if args.instances is None else min(cfg.num_chunks, -(-args.instances // cfg.ins_per))
+    )
+    return with_instances / cfg.num_chunks if cfg.scan_unroll else with_instances
 
 
 def reference_step_time(args, ins_max: int) -> float:
     """The authors' step on the same batch, timed by benchmarks/reference_step.py in its own process."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference_step.py")
-    forwarded = [f"--{k}={getattr(args, k)}" for k in ("reference", "size", "ngf", "ins_per", "batch_size", "steps")]
+    keys = ("reference", "size", "ngf", "ins_per", "batch_size", "steps", "instances")
+    forwarded = [f"--{k}={getattr(args, k)}" for k in keys if getattr(args, k) is not None]
     done = subprocess.run([sys.executable, script, *forwarded, f"--ins_max={ins_max}"], capture_output=True,
                           text=True, check=True)  # fmt: skip
     return json.loads(done.stdout.strip().splitlines()[-1])["step_time_s"]
@@ -99,6 +111,7 @@ def main():
     parser.add_argument("--ins_per", type=int, default=2)
     parser.add_argument("--ins_max", default="2,4,8")
     parser.add_argument("--batch_size", type=int, default=1, help="per device")
+    parser.add_argument("--instances", type=int, default=None, help="instances per example (default: every slot)")
     parser.add_argument("--devices", default=None, help="e.g. 1,2,4,8: scaling over virtual CPU devices")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--unroll", choices=["no", "yes"], default="no", help="unroll the chunk scan")

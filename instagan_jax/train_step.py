@@ -10,8 +10,9 @@ Per chunk k (ins_per mask slots of each example), as the reference's optimize_pa
   3. the translated images and generated masks become the next chunk's inputs.
 Emptiness is per example: an example whose chunk is empty adds no loss. A direction with no
 instance in the whole batch leaves its discriminator, its spectral state, its Adam moments
-and its pool untouched; a chunk empty in both directions changes nothing at all. All of
-this is selected with ``jnp.where``: no host sync, no data-dependent shape.
+and its pool untouched, and is not computed at all (``lax.cond``, as the reference's loop
+skips it); a chunk empty in both directions changes nothing. Per-example emptiness is
+selected with ``jnp.where``: no host sync, no data-dependent shape.
 """
 
 from __future__ import annotations
@@ -205,28 +206,51 @@ def generator_losses(cfg: StepConfig, d: Direction, g_params: dict, d_variables:
     return terms, mutated["spectral"], fake
 
 
+def direction_gradients(cfg: StepConfig, d: Direction, g_params: dict, state: TrainState, carry, chunk, k, present):
+    """The gradient of direction d's generator losses on chunk k: (grads, ({loss name: value}, D's spectral, fake)).
+
+    Computed only if some example of the batch has an instance of d's source in the chunk
+    (``lax.cond`` around the forward and backward pass). Otherwise: zero gradient and
+    losses, D's spectral state as it was and the image as it is, all that the full
+    computation would have kept; so the step's cost follows the instances, as in the
+    reference's loop, which skips a direction whose chunk is empty.
+    """
+    d_variables = {"params": state.params[d.discriminator], "spectral": state.spectral[d.discriminator]}
+    names = d.loss_names()
+
+    def loss(g):
+        terms, spectral, fake = generator_losses(cfg, d, g, d_variables, carry, chunk, k)
+        named = {names[term]: losses.masked_mean(value, present) for term, value in terms.items()}
+        return sum(named.values()), (named, spectral, jax.lax.stop_gradient(fake))
+
+    compute = lambda: jax.grad(loss, has_aux=True)(g_params)
+    if not cfg.spec.uses_masks:  # CycleGAN: every example always takes part
+        return compute()
+
+    def skip():
+        named = {names[term]: jnp.zeros((), jnp.float32) for term in ("G", "cyc", "idt", "ctx")}
+        image_so_far = jnp.concatenate([carry[f"image_{d.source}"], carry[f"masks_{d.pool}"]], axis=-1)
+        return jax.tree.map(jnp.zeros_like, g_params), (named, d_variables["spectral"], image_so_far)
+
+    return jax.lax.cond(present.any(), compute, skip)
+
+
 def update_generators(cfg: StepConfig, lr, state: TrainState, carry: dict, chunks: dict, present: dict, k):
-    """One Adam step on both generators with the summed losses of both directions.
+    """One Adam step on both generators with the summed gradients of both directions.
 
     Returns (new generator params, new opt_g, spectral states after the generators' D
     passes, {loss name: value}, {source domain: fake}). Nothing moves if no example of
     the batch has an instance in this chunk.
     """
-
-    def total_loss(g_params):
-        spectral, named, fakes = dict(state.spectral), {}, {}
-        for d in DIRECTIONS:
-            d_variables = {"params": state.params[d.discriminator], "spectral": spectral[d.discriminator]}
-            terms, spectral[d.discriminator], fakes[d.source] = generator_losses(
-                cfg, d, g_params, d_variables, carry, chunks[d.source], k
-            )
-            for term, value in terms.items():
-                named[d.loss_names()[term]] = losses.masked_mean(value, present[d.source])
-        return sum(named.values()), (named, spectral, jax.lax.stop_gradient(fakes))
-
     g_params = generators(state.params)
-    grads, (named, spectral, fakes) = jax.grad(total_loss, has_aux=True)(g_params)
-    new_g, opt_g = _adam_step(cfg, lr, g_params, grads, state.opt_g)
+    spectral, named, fakes, grads = dict(state.spectral), {}, {}, []
+    for d in DIRECTIONS:
+        g, (d_named, spectral[d.discriminator], fakes[d.source]) = direction_gradients(
+            cfg, d, g_params, state, carry, chunks[d.source], k, present[d.source]
+        )
+        grads.append(g)
+        named.update(d_named)
+    new_g, opt_g = _adam_step(cfg, lr, g_params, jax.tree.map(jnp.add, *grads), state.opt_g)
     any_present = present["A"].any() | present["B"].any()
     new_g, opt_g = _select(any_present, (new_g, opt_g), (g_params, state.opt_g))
     return new_g, opt_g, spectral, named, fakes
@@ -235,13 +259,13 @@ def update_generators(cfg: StepConfig, lr, state: TrainState, carry: dict, chunk
 def update_discriminator(cfg: StepConfig, lr, d: Direction, state: TrainState, spectral, real, fake, present, key):
     """One Adam step on d's discriminator: real target image vs. a pooled fake.
 
-    Returns (params, opt state, spectral state, pool, loss); all unchanged if no example has
-    an instance of d's source domain in this chunk.
+    Returns (params, opt state, spectral state, pool, loss); all unchanged, and nothing
+    computed (``lax.cond``), if no example has an instance of d's source domain in this chunk.
     """
-    pool, pooled = image_pool.query(state.pools[d.pool], fake, present, key)
+    old = (state.params[d.discriminator], state.opt_d[d.discriminator], state.spectral[d.discriminator])
     discriminator = cfg.spec.discriminator()
 
-    def loss(d_params, spectral_in):
+    def loss(d_params, spectral_in, pooled):
         apply = functools.partial(discriminator.apply, update_stats=True, mutable=["spectral"])
         real_logits, s1 = apply({"params": d_params, "spectral": spectral_in}, real)
         fake_logits, s2 = apply({"params": d_params, "spectral": s1["spectral"]}, pooled)
@@ -250,11 +274,13 @@ def update_discriminator(cfg: StepConfig, lr, d: Direction, state: TrainState, s
         )
         return losses.masked_mean(per_example, present), s2["spectral"]
 
-    old = (state.params[d.discriminator], state.opt_d[d.discriminator], state.spectral[d.discriminator])
-    (d_loss, new_spectral), grads = jax.value_and_grad(loss, has_aux=True)(old[0], spectral)
-    new_params, new_opt = _adam_step(cfg, lr, old[0], grads, old[1])
-    params, opt, spectral = _select(present.any(), (new_params, new_opt, new_spectral), old)
-    return params, opt, spectral, _select(present.any(), pool, state.pools[d.pool]), d_loss
+    def update(spectral):
+        pool, pooled = image_pool.query(state.pools[d.pool], fake, present, key)
+        (d_loss, new_spectral), grads = jax.value_and_grad(loss, has_aux=True)(old[0], spectral, pooled)
+        return (*_adam_step(cfg, lr, old[0], grads, old[1]), new_spectral, pool, d_loss)
+
+    skip = lambda spectral: (*old, state.pools[d.pool], jnp.zeros((), jnp.float32))
+    return jax.lax.cond(present.any(), update, skip, spectral)
 
 
 def carry_on(carry: dict, d: Direction, fake: jax.Array, present: jax.Array) -> dict:
