@@ -173,9 +173,12 @@ def _conv2d_backward(stride, padding, residuals, dy):
         end = (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c)
         return jax.lax.slice(padded, (0, i, j, 0), end, (1, stride, stride, 1)).reshape(-1, c)
 
-    patches = jnp.stack([seen(i, j) for i in range(kh) for j in range(kw)])  # (taps, pixels, in)
-    dk = jax.lax.dot_general(patches, dy.reshape(-1, out), (((1,), (0,)), ((), ())))  # (taps, in, out)
-    return dx, dk.reshape(kh, kw, c, out)
+    # One product per tap, the pixels the contraction of both row-major operands: a stack of
+    # the taps' inputs was transposed by XLA into (taps x in, pixels) before one product,
+    # a copy that took longer than the product (128x128 / ngf 32 step 7.8-8.2 -> 7.3 s).
+    dy = dy.reshape(-1, out)
+    dk = [jax.lax.dot_general(seen(i, j), dy, (((0,), (0,)), ((), ()))) for i in range(kh) for j in range(kw)]
+    return dx, jnp.stack(dk).reshape(kh, kw, c, out)
 
 
 _conv2d.defvjp(_conv2d_forward, _conv2d_backward)
