@@ -17,11 +17,22 @@ import numpy as np
 from instagan_jax import checkpoint, checks, domains, sequential
 from instagan_jax import masks as masks_lib
 from instagan_jax.models import ModelSpec
+from instagan_jax.xla_options import compiler_options
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "ins_per"))
 def translate_arrays(spec: ModelSpec, variables: dict, images: jax.Array, masks: jax.Array, ins_per: int):
     """Batched translation: images (B, H, W, 3), masks (B, H, W, ins_max) sorted and padded."""
+    return _compiled_translation()(spec, variables, images, masks, ins_per)
+
+
+@functools.cache
+def _compiled_translation():
+    # jitted at the first call, not at import: the options depend on the backend, which a
+    # multi-process run chooses only after jax.distributed.initialize
+    return jax.jit(_translate, static_argnames=("spec", "ins_per"), compiler_options=compiler_options())
+
+
+def _translate(spec: ModelSpec, variables: dict, images: jax.Array, masks: jax.Array, ins_per: int):
     generator = spec.generator()
 
     def generate(x):

@@ -21,6 +21,7 @@ from jax.sharding import PartitionSpec as P
 from orbax.checkpoint import multihost
 
 from instagan_jax import train_step as ts
+from instagan_jax.xla_options import compiler_options
 
 DATA_AXIS = "data"
 
@@ -88,6 +89,7 @@ def sharded_train_step(cfg: ts.StepConfig, mesh: Mesh):
         in_shardings=(replicated(mesh), batch_sharded(mesh)),
         out_shardings=(replicated(mesh), replicated(mesh)),
         donate_argnums=(0,),
+        compiler_options=compiler_options(),
     )
 
 

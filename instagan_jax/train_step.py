@@ -360,8 +360,3 @@ def train_step(cfg: StepConfig, state: TrainState, batch: dict) -> tuple[TrainSt
     if cfg.ema_decay:
         state = state.replace(ema=update_ema(cfg, state.ema, state.params, state.step))
     return state.replace(step=state.step + 1), metrics
-
-
-def make_train_step(cfg: StepConfig):
-    """The jitted step, state donated: ``state, metrics = step(state, batch)``."""
-    return jax.jit(functools.partial(train_step, cfg), donate_argnums=(0,))

@@ -12,6 +12,7 @@ import pytest
 from instagan_jax import train_step as ts
 from instagan_jax.models import ModelSpec
 from instagan_jax.torch_import import convert_state_dict
+from instagan_jax.xla_options import compiler_options
 
 
 def nhwc(x):
@@ -24,7 +25,8 @@ def test_one_step_matches_the_reference(converted, golden_dir):
     cfg = ts.StepConfig(spec=spec, ins_max=4, ins_per=2, pool_size=0)
     state = ts.create_state(cfg, jax.random.PRNGKey(0), 64, 48, networks=nets)
     batch = {k: nhwc(golden[k]) for k in ("image_A", "masks_A", "image_B", "masks_B")}
-    state, metrics = jax.jit(functools.partial(ts.train_step, cfg))(state, batch)
+    # compiled as train.py compiles it
+    state, metrics = jax.jit(functools.partial(ts.train_step, cfg), compiler_options=compiler_options())(state, batch)
     for name in ts.LOSS_NAMES:
         ours, ref = np.asarray(metrics[f"chunks/{name}"]), golden[f"loss/{name}"]
         # chunk 0 runs on identical weights; chunk 1 after one Adam step (see the note below)
