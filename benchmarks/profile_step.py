@@ -8,9 +8,13 @@ trace's per-instruction times with the compiled HLO: each convolution gets its r
 next to this machine's float32 matmul rate. Prints the ops that take the most time and a
 summary per op kind; --json writes both.
 
-XLA's CPU runtime runs independent ops side by side, so the traced times add up to more than
-the step (1.5-1.6x on 2 cores): a share says where the work is, not what removing it saves;
-confirm a change with benchmarks/train_step.py.
+XLA's CPU runtime runs independent ops side by side, so the traced times can add up to more
+than the step: a share says where the work is, not what removing it saves; confirm a change
+with benchmarks/train_step.py. And it runs Eigen's convolutions and dots asynchronously: the
+trace times only their launch (rates above the matmul rate), and their work shows nowhere.
+The step is compiled as train.py compiles it (instagan_jax/xla_options.py), so on CPU its
+convolutions are Eigen's; the table then places the rest of the work, and the note under the
+first line says how much of the step the trace does not see.
 """
 
 import argparse
@@ -188,6 +192,9 @@ def main():
     print(f"step {step_time:.2f} s (compile {compile_time:.0f} s), ops traced {accounted:.2f} s/step, "
           f"f32 matmul {peak / 1e9:.0f} GFLOP/s  [size {args.size}, ngf {args.ngf}, ins {args.ins_max}/{args.ins_per}, "
           f"batch {args.batch_size}]")  # fmt: skip
+    if accounted < step_time:
+        print(f"note: {step_time - accounted:.2f} s/step not in the trace: asynchronous ops (Eigen's convolutions and "
+              "dots) are traced at launch only; rates above the matmul rate mark them")  # fmt: skip
     print(f"\n{'op kind':<28} {'count':>6} {'s/step':>8} {'share':>6} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>7}")
     for kind, k in sorted(by_kind.items(), key=lambda kv: -kv[1]["seconds"]):
         rate = k["gflop"] / k["seconds"] if k["gflop"] else float("nan")
