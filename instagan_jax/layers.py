@@ -142,9 +142,10 @@ def _conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> j
     CPU backend rewrites into fast forward convolutions in straight-line code but not inside
     a while loop, where they ran 15-25x slower: a rolled ``lax.scan`` over instance chunks
     was 6x slower than the unrolled one. Here the input gradient is the stride-dilated
-    output gradient correlated with the flipped kernel, and the kernel gradient one matrix
-    product of the output gradient with the inputs each tap sees (faster than XLA's
-    convolution form for kernels up to 4x4).
+    output gradient correlated with the flipped kernel, and the kernel gradient the inputs
+    correlated with the output gradient over the batch (one forward convolution each; with
+    Eigen's convolutions, see xla_options, faster at every size than one matrix product per
+    kernel tap, and half the memory).
     """
     return _correlate(x, kernel, stride, padding)
 
@@ -161,24 +162,10 @@ def _conv2d_backward(stride, padding, residuals, dy):
     dx_padding = ((kh - 1 - top, h - 1 + top - (ho - 1) * stride), (kw - 1 - left, w - 1 + left - (wo - 1) * stride))
     dx = _correlate(dy, flipped, 1, dx_padding, lhs_dilation=(stride, stride))
     padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    if kh * kw > 16:  # large kernels: XLA's convolution form (batch as the contraction) wins
-        padded = padded[:, : (ho - 1) * stride + kh, : (wo - 1) * stride + kw]  # rows the kernel reaches
-        dk = _correlate(
-            padded.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), 1, "VALID", rhs_dilation=(stride, stride)
-        )
-        return dx, dk.transpose(1, 2, 0, 3)
-    b, c, out = x.shape[0], x.shape[-1], dy.shape[-1]
-
-    def seen(i, j):  # the inputs that kernel tap (i, j) multiplies, one row per output pixel
-        end = (b, i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1, c)
-        return jax.lax.slice(padded, (0, i, j, 0), end, (1, stride, stride, 1)).reshape(-1, c)
-
-    # One product per tap, the pixels the contraction of both row-major operands: a stack of
-    # the taps' inputs was transposed by XLA into (taps x in, pixels) before one product,
-    # a copy that took longer than the product (128x128 / ngf 32 step 7.8-8.2 -> 7.3 s).
-    dy = dy.reshape(-1, out)
-    dk = [jax.lax.dot_general(seen(i, j), dy, (((0,), (0,)), ((), ()))) for i in range(kh) for j in range(kw)]
-    return dx, jnp.stack(dk).reshape(kh, kw, c, out)
+    padded = padded[:, : (ho - 1) * stride + kh, : (wo - 1) * stride + kw]  # rows the kernel reaches
+    # (in, H, W, batch) correlated with (ho, wo, batch, out): the batch is the contraction
+    dk = _correlate(padded.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), 1, "VALID", rhs_dilation=(stride, stride))
+    return dx, dk.transpose(1, 2, 0, 3)
 
 
 _conv2d.defvjp(_conv2d_forward, _conv2d_backward)
