@@ -136,7 +136,7 @@ _conv_by_tap_products.defvjp(_tap_products_forward, _tap_products_backward)
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
-    """A convolution whose gradients are written out as forward convolutions and products.
+    """A convolution whose gradients are written out as forward convolutions.
 
     Autodiff expresses them as convolutions with transposed dimension labels, which XLA's
     CPU backend rewrites into fast forward convolutions in straight-line code but not inside
