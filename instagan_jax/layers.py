@@ -41,6 +41,38 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
     return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
+def sum_rows(x: jax.Array) -> jax.Array:
+    """x.sum(axis=1) for a short axis 1 (an example's mask slots), as sums of halves.
+
+    XLA's CPU backend reduces a short leading axis of a large array 20-80x slower than it
+    adds two slices of it (2 x 64 x 64 x 192 floats: 7.6 ms against 0.3 ms), and these
+    sums over slots, with their gradients, are on every generator and discriminator call.
+    The loop runs over the log2 halvings of the static axis, not over the slots.
+    """
+    while x.shape[1] > 1:
+        half = x.shape[1] // 2
+        folded = x[:, :half] + x[:, half : 2 * half]
+        x = jnp.concatenate([folded, x[:, 2 * half :]], axis=1) if x.shape[1] % 2 else folded
+    return x[:, 0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def repeat_rows(x: jax.Array, rows: int) -> jax.Array:
+    """(G, ...) -> (G, rows, ...), each row a copy of x; its gradient sums the rows with sum_rows."""
+    return jnp.broadcast_to(x[:, None], (x.shape[0], rows, *x.shape[1:]))
+
+
+def _repeat_rows_forward(x, rows):
+    return repeat_rows(x, rows), None
+
+
+def _repeat_rows_backward(rows, _, dy):
+    return (sum_rows(dy),)
+
+
+repeat_rows.defvjp(_repeat_rows_forward, _repeat_rows_backward)
+
+
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
     """ReflectionPad2d(pad) on an NHWC tensor."""
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
@@ -250,7 +282,8 @@ def _upsample(x: jax.Array, shared: jax.Array | None, kernel: jax.Array, folds: 
     if shared is None:
         return y
     common = _interleave_phases(convolve_phases(shared, _phase_kernels(kernel[:, :, c:], folds)))
-    return (y.reshape(shared.shape[0], -1, *y.shape[1:]) + common[:, None]).reshape(y.shape)
+    rows = y.shape[0] // shared.shape[0]
+    return (y.reshape(shared.shape[0], rows, *y.shape[1:]) + repeat_rows(common, rows)).reshape(y.shape)
 
 
 def _in_features(x: jax.Array, shared: jax.Array | None) -> int:

@@ -81,7 +81,7 @@ class SetGenerator(nn.Module):
         f_img = layers.Encoder(self.ngf, self.n_blocks, name="encoder_img")(image)  # (b, h/4, w/4, 4ngf)
         f_seg = layers.Encoder(self.ngf, self.n_blocks, name="encoder_seg")(_fold_slots(masks))
         f_seg = _unfold_slots(f_seg, b)  # (b, n, h/4, w/4, 4ngf)
-        f_set = jnp.sum(f_seg * valid[:, :, None, None, None].astype(f_seg.dtype), axis=1)
+        f_set = layers.sum_rows(f_seg * valid[:, :, None, None, None].astype(f_seg.dtype))
 
         context = jnp.concatenate([f_img, f_set], axis=-1)  # (b, h/4, w/4, 8ngf)
         image_out = layers.Decoder(2 * self.ngf, IMAGE_CHANNELS, self.upsample, name="decoder_img")(context)
@@ -153,7 +153,7 @@ class SetDiscriminator(nn.Module):
         g_img = PatchFeatures(self.ndf, self.n_layers, name="features_img")(image, update_stats)
         g_seg = PatchFeatures(self.ndf, self.n_layers, name="features_seg")(_fold_slots(masks), update_stats)
         g_seg = _unfold_slots(g_seg, b)  # (b, n, h', w', c)
-        g_set = jnp.sum(g_seg * valid[:, :, None, None, None].astype(g_seg.dtype), axis=1)
+        g_set = layers.sum_rows(g_seg * valid[:, :, None, None, None].astype(g_seg.dtype))
         # The reference builds its classifier for a width of 2 ndf, hence 2 ndf * 8 features.
         features = 2 * self.ndf * min(2**self.n_layers, 8)
         return PatchClassifier(features, name="classifier")(jnp.concatenate([g_img, g_set], -1), update_stats)

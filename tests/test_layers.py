@@ -25,6 +25,21 @@ def test_reflect_pad_mirrors_without_repeating_the_edge():
     assert y[0, 0, 1, 0] == x[0, 1, 0, 0] and y[0, 1, 0, 0] == x[0, 0, 1, 0]
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8])
+def test_sum_rows_and_repeat_rows_match_sum_and_broadcast(rows):
+    x = jax.random.normal(jax.random.PRNGKey(rows), (3, rows, 4, 5, 2))
+    total = layers.sum_rows(x)
+    chex.assert_shape(total, (3, 4, 5, 2))
+    np.testing.assert_allclose(total, x.sum(axis=1), rtol=1e-6, atol=1e-6)
+    # repeat_rows: broadcast forward, its gradient the sum over the rows
+    common = jax.random.normal(jax.random.PRNGKey(99), (3, 4, 5, 2))
+    weights = jnp.arange(1.0, rows + 1)[None, :, None, None, None]
+    ours = jax.grad(lambda c: jnp.sum(jnp.sin(layers.repeat_rows(c, rows)) * weights))(common)
+    broadcast = lambda c: jnp.broadcast_to(c[:, None], (3, rows, 4, 5, 2))
+    expected = jax.grad(lambda c: jnp.sum(jnp.sin(broadcast(c)) * weights))(common)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_encoder_decoder_round_trip_shapes():
     x = jnp.zeros((2, 20, 12, 3))
     enc = layers.Encoder(ngf=2, n_blocks=1)
