@@ -27,6 +27,7 @@ from tqdm import tqdm
 from instagan_jax import checkpoint, checks, stopping, summaries, training_config
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
+from instagan_jax.xla_options import compiler_options
 
 ITEMS = ("masker", "trainer", "masker_spec", "config")
 
@@ -66,10 +67,15 @@ def load_masker(workdir: str, step: int | None = None) -> tuple[masker_lib.Maske
     return spec, params
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def _predict(spec: masker_lib.MaskerSpec, params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     outputs = masker_lib.Masker(spec.width, spec.n_blocks).apply({"params": params}, images)
     return masker_lib.group(outputs, spec), outputs["foreground"] > 0
+
+
+@functools.cache
+def _compiled_prediction():
+    # jitted at the first call, not at import: the options depend on the backend (xla_options)
+    return jax.jit(_predict, static_argnums=0, compiler_options=compiler_options())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +97,7 @@ class MaskPredictor:
         """(masks, (B, H, W) foreground map): the masks and the network's foreground before grouping."""
         images = jnp.asarray(images, jnp.float32)
         checks.check_image_size(*images.shape[1:3])
-        masks, foreground = _predict(self.spec, self.params, images)
+        masks, foreground = _compiled_prediction()(self.spec, self.params, images)
         return np.asarray(masks), np.asarray(foreground)
 
 
@@ -106,7 +112,7 @@ def make_step(spec: masker_lib.MaskerSpec, optimizer: optax.GradientTransformati
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, {"loss": total, **terms}
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    return jax.jit(step, donate_argnums=(0, 1), compiler_options=compiler_options())
 
 
 def _both_domains(batch: dict) -> tuple[np.ndarray, np.ndarray]:
