@@ -49,6 +49,11 @@ def _unfold_slots(x: jax.Array, b: int) -> jax.Array:
     return x.reshape(b, -1, *x.shape[1:])
 
 
+def _set_feature(features: jax.Array, valid: jax.Array) -> jax.Array:
+    """(B, N, h, w, C) per-slot features, (B, N) validity -> (B, h, w, C): the sum over filled slots."""
+    return layers.sum_rows(features * valid[:, :, None, None, None].astype(features.dtype))
+
+
 class ResnetGenerator(nn.Module):
     """CycleGAN's generator: encoder then decoder, (B, H, W, 3) -> (B, H, W, 3)."""
 
@@ -81,7 +86,7 @@ class SetGenerator(nn.Module):
         f_img = layers.Encoder(self.ngf, self.n_blocks, name="encoder_img")(image)  # (b, h/4, w/4, 4ngf)
         f_seg = layers.Encoder(self.ngf, self.n_blocks, name="encoder_seg")(_fold_slots(masks))
         f_seg = _unfold_slots(f_seg, b)  # (b, n, h/4, w/4, 4ngf)
-        f_set = layers.sum_rows(f_seg * valid[:, :, None, None, None].astype(f_seg.dtype))
+        f_set = _set_feature(f_seg, valid)
 
         context = jnp.concatenate([f_img, f_set], axis=-1)  # (b, h/4, w/4, 8ngf)
         image_out = layers.Decoder(2 * self.ngf, IMAGE_CHANNELS, self.upsample, name="decoder_img")(context)
@@ -153,7 +158,7 @@ class SetDiscriminator(nn.Module):
         g_img = PatchFeatures(self.ndf, self.n_layers, name="features_img")(image, update_stats)
         g_seg = PatchFeatures(self.ndf, self.n_layers, name="features_seg")(_fold_slots(masks), update_stats)
         g_seg = _unfold_slots(g_seg, b)  # (b, n, h', w', c)
-        g_set = layers.sum_rows(g_seg * valid[:, :, None, None, None].astype(g_seg.dtype))
+        g_set = _set_feature(g_seg, valid)
         # The reference builds its classifier for a width of 2 ndf, hence 2 ndf * 8 features.
         features = 2 * self.ndf * min(2**self.n_layers, 8)
         return PatchClassifier(features, name="classifier")(jnp.concatenate([g_img, g_set], -1), update_stats)
