@@ -8,7 +8,6 @@ out["image"], out["masks"], out["merged"]
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 
 import jax
@@ -17,22 +16,11 @@ import numpy as np
 from instagan_jax import checkpoint, checks, domains, sequential
 from instagan_jax import masks as masks_lib
 from instagan_jax.models import ModelSpec
-from instagan_jax.xla_options import compiler_options
-
-
-def translate_arrays(spec: ModelSpec, variables: dict, images: jax.Array, masks: jax.Array, ins_per: int):
-    """Batched translation: images (B, H, W, 3), masks (B, H, W, ins_max) sorted and padded."""
-    return _compiled_translation()(spec, variables, images, masks, ins_per)
-
-
-@functools.cache
-def _compiled_translation():
-    # jitted at the first call, not at import: the options depend on the backend, which a
-    # multi-process run chooses only after jax.distributed.initialize
-    return jax.jit(_translate, static_argnames=("spec", "ins_per"), compiler_options=compiler_options())
+from instagan_jax.xla_options import jit_at_first_call
 
 
 def _translate(spec: ModelSpec, variables: dict, images: jax.Array, masks: jax.Array, ins_per: int):
+    """Batched translation: images (B, H, W, 3), masks (B, H, W, ins_max) sorted and padded."""
     generator = spec.generator()
 
     def generate(x):
@@ -41,6 +29,9 @@ def _translate(spec: ModelSpec, variables: dict, images: jax.Array, masks: jax.A
     if not spec.uses_masks:
         return generate(images), masks
     return sequential.translate(generate, images, masks, ins_per)
+
+
+translate_arrays = jit_at_first_call(_translate, static_argnames=("spec", "ins_per"))
 
 
 def prepare_masks(masks: np.ndarray, ins_max: int) -> np.ndarray:

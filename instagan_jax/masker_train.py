@@ -27,7 +27,7 @@ from tqdm import tqdm
 from instagan_jax import checkpoint, checks, stopping, summaries, training_config
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
-from instagan_jax.xla_options import compiler_options
+from instagan_jax.xla_options import compiler_options, jit_at_first_call
 
 ITEMS = ("masker", "trainer", "masker_spec", "config")
 
@@ -72,10 +72,7 @@ def _predict(spec: masker_lib.MaskerSpec, params: dict, images: jax.Array) -> tu
     return masker_lib.group(outputs, spec), outputs["foreground"] > 0
 
 
-@functools.cache
-def _compiled_prediction():
-    # jitted at the first call, not at import: the options depend on the backend (xla_options)
-    return jax.jit(_predict, static_argnums=0, compiler_options=compiler_options())
+_compiled_prediction = jit_at_first_call(_predict, static_argnums=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +94,7 @@ class MaskPredictor:
         """(masks, (B, H, W) foreground map): the masks and the network's foreground before grouping."""
         images = jnp.asarray(images, jnp.float32)
         checks.check_image_size(*images.shape[1:3])
-        masks, foreground = _compiled_prediction()(self.spec, self.params, images)
+        masks, foreground = _compiled_prediction(self.spec, self.params, images)
         return np.asarray(masks), np.asarray(foreground)
 
 

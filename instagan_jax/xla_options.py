@@ -32,3 +32,13 @@ def compiler_options() -> dict[str, str]:
         logging.warning("XLA does not take the CPU convolution options, using its defaults: %s", e)
         return {}
     return CPU_OPTIONS
+
+
+def jit_at_first_call(fun, **jit_kwargs):
+    """``jax.jit(fun, compiler_options=compiler_options(), **jit_kwargs)``, built when first called.
+
+    For module-level programs: the options depend on the backend, which must not be chosen at
+    import (a multi-process run chooses it only after ``jax.distributed.initialize``).
+    """
+    compiled = functools.cache(lambda: jax.jit(fun, compiler_options=compiler_options(), **jit_kwargs))
+    return functools.wraps(fun)(lambda *args, **kwargs: compiled()(*args, **kwargs))
