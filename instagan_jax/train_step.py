@@ -149,10 +149,6 @@ DIRECTIONS = (
 )
 
 
-def _select(pred: jax.Array, new, old):
-    return jax.tree.map(lambda n, o: jnp.where(pred, n, o), new, old)
-
-
 def _adam_step(cfg: StepConfig, lr: jax.Array, params, grads, opt_state):
     updates, opt_state = _adam(cfg).update(grads, opt_state)
     return jax.tree.map(lambda w, u: w - lr * u, params, updates), opt_state
@@ -250,9 +246,12 @@ def update_generators(cfg: StepConfig, lr, state: TrainState, carry: dict, chunk
         )
         grads.append(g)
         named.update(d_named)
-    new_g, opt_g = _adam_step(cfg, lr, g_params, jax.tree.map(jnp.add, *grads), state.opt_g)
     any_present = present["A"].any() | present["B"].any()
-    new_g, opt_g = _select(any_present, (new_g, opt_g), (g_params, state.opt_g))
+    new_g, opt_g = jax.lax.cond(
+        any_present,
+        lambda: _adam_step(cfg, lr, g_params, jax.tree.map(jnp.add, *grads), state.opt_g),
+        lambda: (g_params, state.opt_g),
+    )
     return new_g, opt_g, spectral, named, fakes
 
 
