@@ -5,8 +5,8 @@ over seeds, on two tasks, at equal steps and at equal wall-clock time.
     python experiments/shapes_study.py --root runs/study --variants insta_gan,cycle_gan --tasks bars
 
 Trains (or resumes, or finds finished) one workdir per task, variant and seed under --root
-(ROOT/TASK/VARIANT/seedS) with the default config, --steps steps each (the learning rate
-constant for the first half, then decaying to zero), scores every checkpoint with
+(ROOT/TASK/VARIANT/seedS) with the default config in the paper's chunks of two (ins_per 2),
+--steps steps each (the learning rate constant for the first half, then decaying to zero), scores every checkpoint with
 experiments/evaluate.py (runs already scored at every checkpoint are not scored again;
 runs that average their generators are scored with and without the average), and writes
 ROOT/OUT (--out, results.md by default): per task, mean and spread over seeds of every row
@@ -95,7 +95,9 @@ def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int, 
          f"--config.data_dir={os.path.join(FLAGS.root, 'tfds_data')}", f"--config.shapes_task={task}",
          f"--config.seed={seed}", f"--config.num_train_steps={steps}", f"--config.niter={half}",
          f"--config.niter_decay={steps - half}", f"--config.checkpoint_every_steps={every}",
-         f"--config.image_every_steps={steps}", "--config.max_checkpoints_to_keep=1000", *overrides])  # fmt: skip
+         f"--config.image_every_steps={steps}", "--config.max_checkpoints_to_keep=1000",
+         "--config.ins_per=2",  # the study's rows: the paper's two chunks of two (default.py now takes one of four)
+         *overrides])  # fmt: skip
 
 
 def score(workdir: str, averaged: bool) -> dict:
@@ -276,7 +278,7 @@ def main(argv):
     os.makedirs(pictures, exist_ok=True)
     text = ["# Shapes study", "",
             f"{FLAGS.seeds} seed{'s' if FLAGS.seeds > 1 else ''} per row, {FLAGS.steps} steps per run, "
-            f"{FLAGS.num_examples} held-out images per direction; the default config otherwise "
+            f"{FLAGS.num_examples} held-out images per direction; the default config with ins_per 2 otherwise "
             "(`python experiments/shapes_study.py "
             f"--root {FLAGS.root} --tasks {','.join(FLAGS.tasks)} --variants {','.join(FLAGS.variants)} "
             f"--seeds {FLAGS.seeds} --steps {FLAGS.steps} --every {FLAGS.every} --num_examples {FLAGS.num_examples}"

@@ -7,16 +7,22 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def tiny_config(tmp_path, **overrides):
-    """experiments/configs/tiny.py with its tfds data under tmp_path and the given keys changed."""
+def shipped_config(name: str):
+    """experiments/configs/{name}.py's config, loaded as train.py's --config loads it."""
     sys.path.insert(0, str(REPO / "experiments"))
     try:
-        spec = importlib.util.spec_from_file_location("tiny_config", REPO / "experiments" / "configs" / "tiny.py")
+        path = REPO / "experiments" / "configs" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"{name}_config", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
         sys.path.pop(0)
-    config = module.get_config()
+    return module.get_config()
+
+
+def tiny_config(tmp_path, **overrides):
+    """experiments/configs/tiny.py with its tfds data under tmp_path and the given keys changed."""
+    config = shipped_config("tiny")
     config.data_dir = str(tmp_path / "tfds")
     for key, value in overrides.items():
         config[key] = value

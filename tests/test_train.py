@@ -7,7 +7,7 @@ import chex
 import jax
 import numpy as np
 import pytest
-from helpers import tiny_config
+from helpers import shipped_config, tiny_config
 
 from instagan_jax import checkpoint, train, training_config
 from instagan_jax.inference import Translator
@@ -67,6 +67,15 @@ def test_resume_with_a_different_model_is_refused_with_the_keys(data_dir):
     # a change of the schedule or logging is accepted
     state = train.train(tiny_config(data_dir, num_train_steps=5, log_every_steps=1), workdir)
     assert int(state.step) == 5
+
+
+@pytest.mark.parametrize("name, chunks", [("default", 1), ("tiny", 2)])
+def test_shipped_shapes_configs_pass_the_checks_with_their_chunks(name, chunks):
+    """The README's command (default.py: all mask slots in one chunk) passes the checks train.py
+    runs first; tiny.py keeps two chunks, so the tests train the sequential mini-batch."""
+    config = shipped_config(name)
+    training_config.validate(config)
+    assert training_config.step_config(config).num_chunks == chunks
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ def get_config():
     config.ngf = 2
     config.ndf = 2
     config.n_blocks = 1
+    config.ins_per = 2  # two chunks of the four slots: the tests run the sequential mini-batch
     config.ema_decay = 0.0  # the trained weights only; tests turn the average on where they test it
     config.pool_size = 4
     config.num_train_steps = 4
