@@ -6,8 +6,9 @@ over seeds, on two tasks, at equal steps and at equal wall-clock time.
 
 Trains (or resumes, or finds finished) one workdir per task, variant and seed under --root
 (ROOT/TASK/VARIANT/seedS) with the default config in the paper's chunks of two (ins_per 2),
---steps steps each (the learning rate constant for the first half, then decaying to zero), scores every checkpoint with
-experiments/evaluate.py (runs already scored at every checkpoint are not scored again;
+--steps steps each (the learning rate constant for the first half, then decaying to zero),
+scores every checkpoint with experiments/evaluate.py (runs already scored at every
+checkpoint are not scored again;
 runs that average their generators are scored with and without the average), and writes
 ROOT/OUT (--out, results.md by default): per task, mean and spread over seeds of every row
 at equal steps and at equal wall-clock time, the goals of the study checked, learning-curve
