@@ -5,7 +5,7 @@ over seeds, on two tasks, at equal steps and at equal wall-clock time.
     python experiments/shapes_study.py --root runs/study --variants insta_gan,cycle_gan --tasks bars
 
 Trains (or resumes, or finds finished) one workdir per task, variant and seed under --root
-(ROOT/TASK/VARIANT/seedS) with the default config in the paper's chunks of two (ins_per 2),
+(ROOT/TASK/VARIANT/seedS) with the default config in the paper's chunks of two (--ins_per 2),
 --steps steps each (the learning rate constant for the first half, then decaying to zero),
 scores every checkpoint with experiments/evaluate.py (runs already scored at every
 checkpoint are not scored again;
@@ -17,9 +17,13 @@ charts with the spread as a band, and pictures. Re-running it after a crash cont
 Equal time: CycleGAN steps several times faster than InstaGAN (no masks, no chunks), so the
 row "cycle_gan_equal_time" trains CycleGAN for as many steps as fit in InstaGAN's mean
 wall-clock time (compilation included), measured on the task's finished InstaGAN and CycleGAN
-runs, with its own full schedule and a checkpoint half way; the equal-time table
-sets it against InstaGAN after --steps. Times are only comparable between runs made on the
-same, otherwise idle machine, one at a time.
+runs, with its own full schedule and as many checkpoints as the other runs; the equal-time
+table sets it against InstaGAN after --steps, and charts set both over wall-clock minutes.
+Times are only comparable between runs made on the same, otherwise idle machine, one at a
+time.
+
+The default command's budget (default.py: one chunk of four slots, 3600 steps) is
+``--ins_per 4 --steps 3600 --every 300``.
 """
 
 import json
@@ -40,6 +44,7 @@ flags.DEFINE_list("variants", ["insta_gan", "cycle_gan", "insta_gan_paper"], "Ro
 flags.DEFINE_integer("seeds", 3, "Seeds per row (config.seed 0, 1, ...).")
 flags.DEFINE_integer("steps", 600, "Training steps of every run.")
 flags.DEFINE_integer("every", 200, "Checkpoint (and scoring) interval.")
+flags.DEFINE_integer("ins_per", 2, "Mask slots per chunk: 2, the paper's (the reports); 4, default.py's one chunk.")
 flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
 flags.DEFINE_string("out", "results.md", "The report's file name, under --root.")
 FLAGS = flags.FLAGS
@@ -97,7 +102,7 @@ def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int, 
          f"--config.seed={seed}", f"--config.num_train_steps={steps}", f"--config.niter={half}",
          f"--config.niter_decay={steps - half}", f"--config.checkpoint_every_steps={every}",
          f"--config.image_every_steps={steps}", "--config.max_checkpoints_to_keep=1000",
-         "--config.ins_per=2",  # the study's rows: the paper's two chunks of two (default.py now takes one of four)
+         f"--config.ins_per={FLAGS.ins_per}",  # the reports' rows: 2, the paper's chunks (default.py: 4, one chunk)
          *overrides])  # fmt: skip
 
 
@@ -151,6 +156,11 @@ def steps_of(task: str, name: str) -> int:
     return steps
 
 
+def with_minutes(report: dict, seconds: dict[int, float]) -> list[dict]:
+    """The report's results, each with the wall-clock minutes its checkpoint took (for charts over time)."""
+    return [{**r, "minutes": seconds[r["step"]] / 60} for r in report["results"]]
+
+
 def collect(task: str) -> dict[str, list[dict]]:
     """Row label -> one entry per seed: {"results": evaluate.py's, "seconds": {step: s}, "resumed"}."""
     rows = {}
@@ -159,15 +169,16 @@ def collect(task: str) -> dict[str, list[dict]]:
         for seed in range(FLAGS.seeds):
             workdir = os.path.join(FLAGS.root, task, name, f"seed{seed}")
             steps = steps_of(task, name)
-            every = max(steps // 2, 1) if name == "cycle_gan_equal_time" else FLAGS.every
+            every = max(steps * FLAGS.every // FLAGS.steps, 1)  # as many checkpoints as the other runs
             train(workdir, task, overrides, seed, steps, every)
             with open(os.path.join(workdir, TIMING)) as f:
                 resumed = json.load(f)["resumed"]
             entry = {"seconds": seconds_at(workdir), "resumed": resumed}
-            results = score(workdir, True)["results"]
+            results = with_minutes(score(workdir, True), entry["seconds"])
             rows.setdefault(label, []).append({**entry, "results": results})
             if results[-1].get("averaged"):  # the same run without its average
-                rows.setdefault(label + TRAINED, []).append({**entry, "results": score(workdir, False)["results"]})
+                trained = with_minutes(score(workdir, False), entry["seconds"])
+                rows.setdefault(label + TRAINED, []).append({**entry, "results": trained})
     return rows
 
 
@@ -223,6 +234,15 @@ def goals(task: str, rows_by_budget: dict[str, dict[str, list[dict]]]) -> list[s
     return lines
 
 
+def chart(curves: dict[str, list[list[dict]]], task: str, metric: str, x: str, pictures: str) -> str:
+    """Draws the rows' learning curves of one metric over ``x`` ("step" or "minutes"); the Markdown image."""
+    suffix = "" if x == "step" else f"_by_{x}"
+    path = os.path.join(pictures, f"{os.path.splitext(FLAGS.out)[0]}_{task}_{metric}{suffix}.png")  # one set per report
+    title = f"{task}: {metric}, mean and min-max over seeds" + ("" if x == "step" else f", by {x}")
+    charts.save(charts.learning_curves(curves, (metric,), title, x=x), path)
+    return f"![{task} {metric}{suffix.replace('_', ' ')}](pictures/{os.path.basename(path)})"
+
+
 def task_section(task: str, rows: dict[str, list[dict]], reference: dict, pictures: str) -> list[str]:
     timed_cycle = VARIANTS["cycle_gan_equal_time"][0]
     final = {label: [seed["results"][-1] for seed in seeds] for label, seeds in rows.items()
@@ -248,15 +268,13 @@ def task_section(task: str, rows: dict[str, list[dict]], reference: dict, pictur
             text += ["(Some runs were restarted: their times include the pause.)", ""]
     checked = goals(task, by_budget)
     text += ["### Goals", "", *checked, ""] if checked else []
-    chart_rows = {label: [seed["results"] for seed in seeds] for label, seeds in rows.items()
-                  if TRAINED not in label and not label.startswith(timed_cycle)}  # one step axis  # fmt: skip
-    for metric in CHARTED:
-        path = os.path.join(pictures, f"{os.path.splitext(FLAGS.out)[0]}_{task}_{metric}.png")  # one set per report
-        charts.save(charts.learning_curves(chart_rows, (metric,), f"{task}: {metric}, mean and min-max over seeds"),
-                    path)  # fmt: skip
-        text.append(f"![{task} {metric}](pictures/{os.path.basename(path)})")
-    text.append("")
-    for name in ("insta_gan", "cycle_gan"):
+    curves = {label: [seed["results"] for seed in seeds] for label, seeds in rows.items() if TRAINED not in label}
+    by_step = {label: seeds for label, seeds in curves.items() if label != timed_cycle}  # one step axis
+    text += [chart(by_step, task, metric, "step", pictures) for metric in CHARTED] + [""]
+    if "equal time" in by_budget:
+        by_time = {label: curves[label] for label in (insta, timed_cycle)}
+        text += [chart(by_time, task, metric, "minutes", pictures) for metric in CHARTED] + [""]
+    for name in ("insta_gan", "cycle_gan", "cycle_gan_equal_time"):
         workdir = os.path.join(FLAGS.root, task, name, "seed0")
         if name not in FLAGS.variants:
             continue
@@ -279,11 +297,11 @@ def main(argv):
     os.makedirs(pictures, exist_ok=True)
     text = ["# Shapes study", "",
             f"{FLAGS.seeds} seed{'s' if FLAGS.seeds > 1 else ''} per row, {FLAGS.steps} steps per run, "
-            f"{FLAGS.num_examples} held-out images per direction; the default config with ins_per 2 otherwise "
-            "(`python experiments/shapes_study.py "
+            f"{FLAGS.num_examples} held-out images per direction; the default config with ins_per {FLAGS.ins_per} "
+            "otherwise (`python experiments/shapes_study.py "
             f"--root {FLAGS.root} --tasks {','.join(FLAGS.tasks)} --variants {','.join(FLAGS.variants)} "
             f"--seeds {FLAGS.seeds} --steps {FLAGS.steps} --every {FLAGS.every} --num_examples {FLAGS.num_examples}"
-            f"`).", ""]  # fmt: skip
+            f" --ins_per {FLAGS.ins_per}`).", ""]  # fmt: skip
     for task in FLAGS.tasks:
         rows = collect(task)
         reference = score(os.path.join(FLAGS.root, task, FLAGS.variants[0], "seed0"), True)["reference"]

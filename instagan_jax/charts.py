@@ -2,7 +2,8 @@
 runs, each the mean over its seeds with the spread (min to max) as a band.
 
 ``results`` are evaluate.py's: a list of {"step", "AtoB": {metric: score}, "BtoA": {...}}, one
-per scored checkpoint. The format (PNG, SVG, PDF) follows the file name.
+per scored checkpoint, plus "minutes" (wall-clock time to the checkpoint) where curves are
+drawn over time. The format (PNG, SVG, PDF) follows the file name.
 """
 
 from __future__ import annotations
@@ -19,41 +20,47 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from instagan_jax import domains  # noqa: E402
 
 LINE_STYLES = {"AtoB": "-", "BtoA": "--"}
+X_LABELS = {"step": "checkpoint step", "minutes": "wall-clock minutes (compilation included)"}
 
 
-def _per_seed(results_of_seeds: list[list[dict]], direction: str, metric: str):
-    """(steps, (seeds, steps) scores) over the steps every seed scored, or None if the metric is absent."""
+def _per_seed(results_of_seeds: list[list[dict]], direction: str, metric: str, x: str):
+    """(x, (seeds, steps) scores) over the steps every seed scored, or None if the metric is absent.
+
+    x at a step is the seeds' mean of r[x]: the step itself, or e.g. the minutes it took.
+    """
     steps = sorted(set.intersection(*({r["step"] for r in results} for results in results_of_seeds)))
     if not steps or metric not in next(r for r in results_of_seeds[0] if r["step"] == steps[0])[direction]:
         return None
-    table = [{r["step"]: r[direction][metric] for r in results} for results in results_of_seeds]
-    return np.array(steps), np.array([[scores[s] for s in steps] for scores in table], np.float64)
+    by_step = [{r["step"]: r for r in results} for results in results_of_seeds]
+    xs = np.mean([[seed[s][x] for s in steps] for seed in by_step], axis=0)
+    return xs, np.array([[seed[s][direction][metric] for s in steps] for seed in by_step], np.float64)
 
 
-def learning_curves(runs: dict[str, list[list[dict]]], metrics: tuple[str, ...], title: str) -> Figure:
+def learning_curves(runs: dict[str, list[list[dict]]], metrics: tuple[str, ...], title: str, x: str = "step") -> Figure:
     """One panel per metric: a line per (run, direction), colour = run, dashes = B -> A.
 
     ``runs`` maps a label to the results of each of its seeds. With several seeds the line is
-    their mean and a band shows their min-max spread.
+    their mean and a band shows their min-max spread. ``x``: "step", or "minutes" to set runs
+    of different step costs side by side at equal time.
     """
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False, layout="constrained")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric in zip(axes[0], metrics, strict=True):
         for i, (label, seeds) in enumerate(runs.items()):
             for direction in domains.DIRECTIONS:
-                curve = _per_seed(seeds, direction, metric)
+                curve = _per_seed(seeds, direction, metric, x)
                 if curve is None:
                     continue
-                steps, scores = curve
+                xs, scores = curve
                 name = f"{label} {direction.replace('to', ' → ')}".strip()
                 if len(seeds) > 1:
                     name += f" (mean of {len(seeds)} seeds)"
                 colour = colours[i % len(colours)]
-                ax.plot(steps, scores.mean(0), LINE_STYLES[direction], color=colour, marker="o", ms=3, label=name)
+                ax.plot(xs, scores.mean(0), LINE_STYLES[direction], color=colour, marker="o", ms=3, label=name)
                 if len(seeds) > 1:
-                    ax.fill_between(steps, scores.min(0), scores.max(0), color=colour, alpha=0.2, linewidth=0)
+                    ax.fill_between(xs, scores.min(0), scores.max(0), color=colour, alpha=0.2, linewidth=0)
         ax.set_title(metric.replace("_", " "))
-        ax.set_xlabel("checkpoint step")
+        ax.set_xlabel(X_LABELS.get(x, x))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("score")
         ax.grid(alpha=0.3)

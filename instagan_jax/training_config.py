@@ -19,8 +19,8 @@ from instagan_jax.datasets import shapes
 from instagan_jax.models import ModelSpec
 
 # Keys whose change makes an old checkpoint or data position meaningless.
-SHAPE_KEYS = ("model", "ngf", "ndf", "n_blocks", "upsample", "ins_max", "ins_per", "fine_size", "load_size",
-              "batch_size", "dataset", "dataroot", "shapes_task", "phase", "seed")  # fmt: skip
+SHAPE_KEYS = ("model", "ngf", "ndf", "n_blocks", "n_layers_d", "upsample", "ins_max", "ins_per", "fine_size",
+              "load_size", "batch_size", "dataset", "dataroot", "shapes_task", "phase", "seed")  # fmt: skip
 DATASETS = ("shapes", "folder", "coco")
 
 

@@ -34,3 +34,16 @@ def test_a_metric_only_one_direction_has_gets_only_its_lines(tmp_path):
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["A → B"]
     charts.save(fig, str(tmp_path / "chart.png"))
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curves_over_time_put_each_step_at_the_seeds_mean_minutes():
+    slow = [{**r, "minutes": 2.0 * r["step"]} for r in results(0.0)]
+    slower = [{**r, "minutes": 4.0 * r["step"]} for r in results(0.2)]
+    fast = [{**r, "step": 10 * r["step"], "minutes": 0.5 * r["step"]} for r in results(0.1)]
+    fig = charts.learning_curves({"InstaGAN": [slow, slower], "CycleGAN": [fast]}, ("shape_rate",), "t", x="minutes")
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["InstaGAN A → B (mean of 2 seeds)"].get_xdata(), [3.0, 6.0, 9.0])
+    np.testing.assert_allclose(lines["CycleGAN A → B"].get_xdata(), [0.5, 1.0, 1.5])
+    np.testing.assert_allclose(lines["CycleGAN A → B"].get_ydata(), [0.2, 0.3, 0.4])
+    assert ax.get_xlabel().startswith("wall-clock minutes")

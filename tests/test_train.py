@@ -89,6 +89,7 @@ def test_shipped_shapes_configs_pass_the_checks_with_their_chunks(name, chunks):
         ({"batch_size": 0}, "config.batch_size must be a positive integer"),
         ({"ngf": -1}, "config.ngf must be a positive integer"),
         ({"upsample": "bilinear"}, "upsample must be one of"),
+        ({"n_layers_d": 0}, r"n_layers_d must be an integer in \[1, 6\]"),
         ({"ema_decay": 1.5}, "ema_decay must be in"),
         ({"shapes_task": "stars"}, "config.shapes_task must be one of"),
     ],
