@@ -43,7 +43,8 @@ def matmul_flops_per_sec(n: int = 1024, repeats: int = 10) -> float:
 
 def measure(args, ins_max: int) -> dict:
     cfg = ts.StepConfig(
-        spec=ModelSpec(model=args.model, ngf=args.ngf, ndf=args.ndf, n_blocks=args.n_blocks, upsample=args.upsample),
+        spec=ModelSpec(model=args.model, ngf=args.ngf, ndf=args.ndf, n_blocks=args.n_blocks,
+                       n_layers_d=args.n_layers_d, upsample=args.upsample),
         ins_max=ins_max, ins_per=min(args.ins_per, ins_max), pool_size=50,
         scan_unroll=args.unroll == "yes",
     )  # fmt: skip
@@ -71,8 +72,8 @@ def measure(args, ins_max: int) -> dict:
     if memory is not None:
         memory_bytes = int(memory.argument_size_in_bytes + memory.temp_size_in_bytes + memory.output_size_in_bytes)
     return {
-        "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks, "model": args.model,
-        "upsample": args.upsample, "ins_max": ins_max, "ins_per": cfg.ins_per, "instances": args.instances,
+        "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks, "n_layers_d": args.n_layers_d,
+        "model": args.model, "upsample": args.upsample, "ins_max": ins_max, "ins_per": cfg.ins_per, "instances": args.instances,
         "batch_size_per_device": args.batch_size,
         "step_time_s": float(np.median(times)), "compile_time_s": compile_time, "memory_bytes": memory_bytes,
         "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
@@ -106,6 +107,7 @@ def main():
     parser.add_argument("--ngf", type=int, default=16)
     parser.add_argument("--ndf", type=int, default=None)
     parser.add_argument("--n_blocks", type=int, default=9)
+    parser.add_argument("--n_layers_d", type=int, default=3, help="the discriminators' strided layers")
     parser.add_argument("--model", default="insta_gan")
     parser.add_argument("--upsample", default="transpose", help="transpose (the paper's, as --reference) | resize_conv")
     parser.add_argument("--ins_per", type=int, default=2)
