@@ -17,6 +17,7 @@ def get_config():
     config.ngf = 64
     config.ndf = 64
     config.n_blocks = 9
+    config.n_layers_d = 3
     config.upsample = "transpose"  # the paper's networks
     config.ema_decay = 0.0
     config.learning_rate = 2e-4
