@@ -5,14 +5,15 @@ over seeds, on two tasks, at equal steps and at equal wall-clock time.
     python experiments/shapes_study.py --root runs/study --variants insta_gan,cycle_gan --tasks bars
 
 Trains (or resumes, or finds finished) one workdir per task, variant and seed under --root
-(ROOT/TASK/VARIANT/seedS) with the default config in the paper's chunks of two (--ins_per 2),
---steps steps each (the learning rate constant for the first half, then decaying to zero),
-scores every checkpoint with experiments/evaluate.py (runs already scored at every
-checkpoint are not scored again;
+(ROOT/TASK/VARIANT/seedS) with the default config in the paper's chunks of two and
+discriminators of three layers (--ins_per 2 --n_layers_d 3), --steps steps each (the
+learning rate constant for the first half, then decaying to zero), scores every checkpoint
+with experiments/evaluate.py (runs already scored at every checkpoint are not scored again;
 runs that average their generators are scored with and without the average), and writes
 ROOT/OUT (--out, results.md by default): per task, mean and spread over seeds of every row
 at equal steps and at equal wall-clock time, the goals of the study checked, learning-curve
-charts with the spread as a band, and pictures. Re-running it after a crash continues where it stopped.
+charts with the spread as a band, and pictures. Re-running it after a crash continues where
+it stopped.
 
 Equal time: CycleGAN steps several times faster than InstaGAN (no masks, no chunks), so the
 row "cycle_gan_equal_time" trains CycleGAN for as many steps as fit in InstaGAN's mean
@@ -22,8 +23,8 @@ table sets it against InstaGAN after --steps, and charts set both over wall-cloc
 Times are only comparable between runs made on the same, otherwise idle machine, one at a
 time.
 
-The default command's budget (default.py: one chunk of four slots, 3600 steps) is
-``--ins_per 4 --steps 3600 --every 300``.
+The default command's budget and settings (default.py: one chunk of four slots, two
+discriminator layers, 3600 steps) are ``--ins_per 4 --n_layers_d 2 --steps 3600 --every 300``.
 """
 
 import json
@@ -45,6 +46,7 @@ flags.DEFINE_integer("seeds", 3, "Seeds per row (config.seed 0, 1, ...).")
 flags.DEFINE_integer("steps", 600, "Training steps of every run.")
 flags.DEFINE_integer("every", 200, "Checkpoint (and scoring) interval.")
 flags.DEFINE_integer("ins_per", 2, "Mask slots per chunk: 2, the paper's (the reports); 4, default.py's one chunk.")
+flags.DEFINE_integer("n_layers_d", 3, "Discriminator layers: 3, the paper's (the reports); 2, default.py's.")
 flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
 flags.DEFINE_string("out", "results.md", "The report's file name, under --root.")
 FLAGS = flags.FLAGS
@@ -109,6 +111,7 @@ def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int, 
          f"--config.niter_decay={steps - half}", f"--config.checkpoint_every_steps={every}",
          f"--config.image_every_steps={steps}", "--config.max_checkpoints_to_keep=1000",
          f"--config.ins_per={FLAGS.ins_per}",  # the reports' rows: 2, the paper's chunks (default.py: 4, one chunk)
+         f"--config.n_layers_d={FLAGS.n_layers_d}",  # the reports' rows: 3, the paper's (default.py: 2)
          *overrides])  # fmt: skip
 
 
@@ -304,10 +307,10 @@ def main(argv):
     text = ["# Shapes study", "",
             f"{FLAGS.seeds} seed{'s' if FLAGS.seeds > 1 else ''} per row, {FLAGS.steps} steps per run, "
             f"{FLAGS.num_examples} held-out images per direction; the default config with ins_per {FLAGS.ins_per} "
-            "otherwise (`python experiments/shapes_study.py "
+            f"and n_layers_d {FLAGS.n_layers_d} otherwise (`python experiments/shapes_study.py "
             f"--root {FLAGS.root} --tasks {','.join(FLAGS.tasks)} --variants {','.join(FLAGS.variants)} "
             f"--seeds {FLAGS.seeds} --steps {FLAGS.steps} --every {FLAGS.every} --num_examples {FLAGS.num_examples}"
-            f" --ins_per {FLAGS.ins_per}`).", ""]  # fmt: skip
+            f" --ins_per {FLAGS.ins_per} --n_layers_d {FLAGS.n_layers_d}`).", ""]  # fmt: skip
     for task in FLAGS.tasks:
         rows = collect(task)
         reference = score(os.path.join(FLAGS.root, task, FLAGS.variants[0], "seed0"), True)["reference"]
