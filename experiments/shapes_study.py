@@ -74,10 +74,6 @@ VARIANTS = {  # name: (what it is, config overrides on top of the default config
     "random_order": ("InstaGAN, instances in random order", ["--config.set_order=random", *LEVERS]),
     "d_two_layers": ("InstaGAN, discriminators of two strided layers", ["--config.n_layers_d=2", *LEVERS]),
     "d_wide": ("InstaGAN, discriminators twice as wide (ndf 32)", ["--config.ndf=32", *LEVERS]),
-    "cycle_gan_d_two_layers": (
-        "CycleGAN, discriminators of two strided layers",
-        [*CYCLE_GAN, "--config.n_layers_d=2", *LEVERS],
-    ),
 }
 TRAINED = " (trained weights, not the average)"  # the row of a run scored without its average
 COLUMNS = ("shape_rate", "mask_shape_rate", "count_preservation", "colour_success", "background_error")
