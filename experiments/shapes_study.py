@@ -73,7 +73,6 @@ VARIANTS = {  # name: (what it is, config overrides on top of the default config
     "no_seq": ("InstaGAN without sequential chunks", ["--config.ins_per=4", *LEVERS]),
     "random_order": ("InstaGAN, instances in random order", ["--config.set_order=random", *LEVERS]),
     "d_two_layers": ("InstaGAN, discriminators of two strided layers", ["--config.n_layers_d=2", *LEVERS]),
-    "d_wide": ("InstaGAN, discriminators twice as wide (ndf 32)", ["--config.ndf=32", *LEVERS]),
 }
 TRAINED = " (trained weights, not the average)"  # the row of a run scored without its average
 COLUMNS = ("shape_rate", "mask_shape_rate", "count_preservation", "colour_success", "background_error")
