@@ -21,6 +21,8 @@ from instagan_jax.models import ModelSpec
 # Keys whose change makes an old checkpoint or data position meaningless.
 SHAPE_KEYS = ("model", "ngf", "ndf", "n_blocks", "n_layers_d", "upsample", "ins_max", "ins_per", "fine_size",
               "load_size", "batch_size", "dataset", "dataroot", "shapes_task", "phase", "seed")  # fmt: skip
+# SHAPE_KEYS added after checkpoints first stored their config, with the value older ones were made with.
+ADDED_SHAPE_KEYS = {"n_layers_d": 3, "shapes_task": "squares"}
 DATASETS = ("shapes", "folder", "coco")
 
 
@@ -88,6 +90,7 @@ def _norm(value):
 
 def check_resume_compatible(config, saved: dict) -> None:
     """Refuses to resume from checkpoints whose stored config differs in a SHAPE_KEYS key."""
+    saved = {**ADDED_SHAPE_KEYS, **saved}
     changed = {k: (saved.get(k), config[k]) for k in SHAPE_KEYS if k in saved and _norm(saved[k]) != _norm(config[k])}
     if changed and not config.allow_config_change:
         listing = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())

@@ -58,6 +58,16 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir):
     assert not np.allclose(jax.tree.leaves(averaged["G_A"])[0], jax.tree.leaves(trained["G_A"])[0])
 
 
+def test_resume_of_a_config_stored_before_a_key_existed_compares_the_value_it_was_made_with(tmp_path):
+    """Checkpoints of the former default stored no n_layers_d: they have three layers, not today's two."""
+    config = tiny_config(tmp_path)
+    older = {k: v for k, v in config.to_dict().items() if k not in ("n_layers_d", "shapes_task")}
+    with pytest.raises(training_config.IncompatibleResume, match=r"n_layers_d: 3 -> 2"):
+        training_config.check_resume_compatible(config, older)
+    config.n_layers_d = 3
+    training_config.check_resume_compatible(config, older)  # the same networks: resumes
+
+
 def test_resume_with_a_different_model_is_refused_with_the_keys(data_dir):
     workdir = str(data_dir / "run")  # trained by the first test or created here
     if not os.path.isdir(workdir):
