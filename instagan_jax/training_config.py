@@ -37,7 +37,7 @@ def _fields_from(cls, config, **given):
 
 def shapes_task(config) -> str:
     """config.shapes_task; configs stored before the bars task have none, and meant "squares"."""
-    return config.get("shapes_task", "squares")
+    return config.get("shapes_task", ADDED_SHAPE_KEYS["shapes_task"])
 
 
 def model_spec(config) -> ModelSpec:
