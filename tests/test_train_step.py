@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from instagan_jax import parallel
 from instagan_jax import train_step as ts
 from instagan_jax.models import ModelSpec
 from instagan_jax.torch_import import convert_state_dict
@@ -127,6 +128,20 @@ def test_same_seed_and_data_give_identical_losses_and_one_trace(step):
             np.testing.assert_array_equal(first[name], second[name])
     assert all(np.isfinite(float(runs[0][-1][name])) for name in ts.LOSS_NAMES)
     assert len(step.traces) == 1  # every test above used the same compiled step
+
+
+def test_the_sharded_step_writes_the_new_state_into_the_donated_buffers():
+    """train.py's step donates the state: no second copy of the pools, moments and average."""
+    cfg = dataclasses.replace(CFG, ema_decay=0.9)  # the average keeps buffers of its own
+    mesh = parallel.make_mesh()
+    state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), H, W), parallel.replicated(mesh))
+    batch = parallel.global_batch(make_batch([2, 1], [1, 0]), mesh)
+    compiled = parallel.sharded_train_step(cfg, mesh).lower(state, batch).compile()
+    state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+    assert compiled.memory_analysis().alias_size_in_bytes >= state_bytes
+    new, _ = compiled(state, batch)
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state))
+    assert int(new.step) == 1
 
 
 def test_scan_equals_a_python_loop_over_chunks():
