@@ -36,12 +36,25 @@ def _per_seed(results_of_seeds: list[list[dict]], direction: str, metric: str, x
     return xs, np.array([[seed[s][direction][metric] for s in steps] for seed in by_step], np.float64)
 
 
-def learning_curves(runs: dict[str, list[list[dict]]], metrics: tuple[str, ...], title: str, x: str = "step") -> Figure:
+def on_budget(results: list[dict], budget_minutes: float) -> list[dict]:
+    """The results with "minutes": each step at its share of the budget, the last scored step at its end.
+
+    Runs given the same time but trained side by side (their own clocks then say nothing) are
+    drawn at equal time this way, from their step budgets alone.
+    """
+    last = max(r["step"] for r in results)
+    return [{**r, "minutes": budget_minutes * r["step"] / last} for r in results]
+
+
+def learning_curves(
+    runs: dict[str, list[list[dict]]], metrics: tuple[str, ...], title: str, x: str = "step", x_label: str | None = None
+) -> Figure:
     """One panel per metric: a line per (run, direction), colour = run, dashes = B -> A.
 
     ``runs`` maps a label to the results of each of its seeds. With several seeds the line is
     their mean and a band shows their min-max spread. ``x``: "step", or "minutes" to set runs
-    of different step costs side by side at equal time.
+    of different step costs side by side at equal time; ``x_label`` names the axis if the
+    default for ``x`` would not say what it is.
     """
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False, layout="constrained")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -60,7 +73,7 @@ def learning_curves(runs: dict[str, list[list[dict]]], metrics: tuple[str, ...],
                 if len(seeds) > 1:
                     ax.fill_between(xs, scores.min(0), scores.max(0), color=colour, alpha=0.2, linewidth=0)
         ax.set_title(metric.replace("_", " "))
-        ax.set_xlabel(X_LABELS.get(x, x))
+        ax.set_xlabel(x_label or X_LABELS.get(x, x))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("score")
         ax.grid(alpha=0.3)

@@ -1,8 +1,15 @@
 """Learning-curve charts: mean over seeds with the spread as a band, one panel per metric."""
 
+import json
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 
 from instagan_jax import charts
+
+COMPARE_RUNS = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "compare_runs.py"
 
 
 def results(offset):
@@ -47,3 +54,35 @@ def test_curves_over_time_put_each_step_at_the_seeds_mean_minutes():
     np.testing.assert_allclose(lines["CycleGAN A → B"].get_xdata(), [0.5, 1.0, 1.5])
     np.testing.assert_allclose(lines["CycleGAN A → B"].get_ydata(), [0.2, 0.3, 0.4])
     assert ax.get_xlabel().startswith("wall-clock minutes")
+
+
+def test_runs_of_different_step_budgets_meet_at_the_end_of_the_same_minutes():
+    insta = charts.on_budget([{**r, "step": 1200 * r["step"]} for r in results(0.0)], 25.5)
+    cycle = charts.on_budget([{**r, "step": 7000 * r["step"]} for r in results(0.1)], 25.5)
+    np.testing.assert_allclose([r["minutes"] for r in insta], [8.5, 17.0, 25.5])
+    np.testing.assert_allclose([r["minutes"] for r in cycle], [8.5, 17.0, 25.5])
+    fig = charts.learning_curves({"InstaGAN": [insta], "CycleGAN": [cycle]}, ("shape_rate",), "t", x="minutes",
+                                 x_label="minutes of the budget")  # fmt: skip
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "minutes of the budget"
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["CycleGAN A → B"].get_xdata(), lines["InstaGAN A → B"].get_xdata())
+
+
+def test_compare_runs_draws_each_run_over_its_seed_files_and_names_a_file_it_cannot_read(tmp_path):
+    paths = []
+    for seed in range(2):
+        paths.append(tmp_path / f"metrics_seed{seed}.json")
+        paths[-1].write_text(json.dumps({"model": "insta_gan", "results": results(0.1 * seed)}))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"results": [{"step": 1}]}')
+    command = [sys.executable, str(COMPARE_RUNS), f"--run=InstaGAN={paths[0]},{paths[1]}", "--metrics=shape_rate",
+               "--budget_minutes=25.5"]  # fmt: skip
+    drawn = subprocess.run([*command, f"--out={tmp_path / 'chart.svg'}"], capture_output=True, text=True, timeout=120)
+    assert drawn.returncode == 0, drawn.stderr
+    svg = (tmp_path / "chart.svg").read_text()
+    assert "InstaGAN A → B (mean of 2 seeds)" in svg and "25.5-minute budget" in svg
+    refused = subprocess.run([*command, f"--run=CycleGAN={broken}", f"--out={tmp_path / 'not.svg'}"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert refused.returncode != 0 and str(broken) in refused.stderr and "per direction" in refused.stderr
+    assert not (tmp_path / "not.svg").exists()
