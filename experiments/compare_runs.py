@@ -1,6 +1,6 @@
 r"""Draws several runs' learning curves in one chart: each run the mean of its seeds, the spread as a band.
 
-    python experiments/compare_runs.py --out docs/results/bars_over_seeds.png --budget_minutes 25.5 \
+    python experiments/compare_runs.py --out docs/results/bars_equal_time.png --budget_minutes 25.5 \
         --run "InstaGAN=runs/bars/eval/metrics.json,runs/bars_seed1/eval/metrics.json" \
         --run "CycleGAN=runs/bars_cycle/eval/metrics.json,runs/bars_cycle_seed1/eval/metrics.json"
 
@@ -36,9 +36,9 @@ def load_results(path: str) -> list[dict]:
     if not results or not isinstance(results, list):
         raise app.UsageError(f"{path}: not a metrics file of evaluate.py (no list of results)")
     for r in results:
-        if not (isinstance(r, dict) and isinstance(r.get("step"), int)
+        if not (isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] >= 0
                 and all(isinstance(r.get(d), dict) for d in domains.DIRECTIONS)):  # fmt: skip
-            raise app.UsageError(f"{path}: a result without a step and scores per direction: {str(r)[:200]}")
+            raise app.UsageError(f"{path}: a result without a step (>= 0) and scores per direction: {str(r)[:200]}")
     return results
 
 

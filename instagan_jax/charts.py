@@ -42,7 +42,7 @@ def on_budget(results: list[dict], budget_minutes: float) -> list[dict]:
     Runs given the same time but trained side by side (their own clocks then say nothing) are
     drawn at equal time this way, from their step budgets alone.
     """
-    last = max(r["step"] for r in results)
+    last = max(max(r["step"] for r in results), 1)  # a run scored at step 0 only stays at 0
     return [{**r, "minutes": budget_minutes * r["step"] / last} for r in results]
 
 
