@@ -11,11 +11,10 @@ checkpoints sit at their share of them: runs of different step costs given the s
 side by side, where their own clocks would say nothing. Without it the x axis is the step.
 """
 
-import json
-
 from absl import app, flags
 
-from instagan_jax import charts, cli, domains
+from instagan_jax import charts, cli, domains, mask_import
+from instagan_jax.image_io import DataError
 
 flags.DEFINE_multi_string("run", [], "LABEL=METRICS_JSON[,METRICS_JSON...]: one run, one file per seed.")
 flags.DEFINE_list("metrics", ["shape_rate", "mask_shape_rate", "count_preservation"], "One panel per metric.")
@@ -26,19 +25,15 @@ FLAGS = flags.FLAGS
 
 
 def load_results(path: str) -> list[dict]:
-    """evaluate.py's per-checkpoint results in ``path``; a UsageError naming the file if it holds none."""
-    try:
-        with open(path) as f:
-            report = json.load(f)
-    except (OSError, ValueError) as e:
-        raise app.UsageError(f"{path}: cannot read it as JSON ({e})") from e
+    """evaluate.py's per-checkpoint results in ``path``; DataError naming the file if it holds none."""
+    report = mask_import.read_json(path)  # a FIFO, a huge or deeply nested file: an error, never a hang or crash
     results = report.get("results") if isinstance(report, dict) else None
     if not results or not isinstance(results, list):
-        raise app.UsageError(f"{path}: not a metrics file of evaluate.py (no list of results)")
+        raise DataError(f"{path}: not a metrics file of evaluate.py (no list of results)")
     for r in results:
         if not (isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] >= 0
                 and all(isinstance(r.get(d), dict) for d in domains.DIRECTIONS)):  # fmt: skip
-            raise app.UsageError(f"{path}: a result without a step (>= 0) and scores per direction: {str(r)[:200]}")
+            raise DataError(f"{path}: a result without a step (>= 0) and scores per direction: {str(r)[:200]}")
     return results
 
 
@@ -54,14 +49,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.run:
         raise app.UsageError("give at least one --run LABEL=METRICS_JSON[,...]")
-    runs = {}
-    for label, paths in map(parse_run, FLAGS.run):
-        seeds = [load_results(p) for p in paths]
-        runs[label] = [charts.on_budget(s, FLAGS.budget_minutes) for s in seeds] if FLAGS.budget_minutes else seeds
+    runs = {label: [load_results(p) for p in paths] for label, paths in map(parse_run, FLAGS.run)}
+    x, x_label = "step", None
     if FLAGS.budget_minutes:
+        runs = {label: [charts.on_budget(s, FLAGS.budget_minutes) for s in seeds] for label, seeds in runs.items()}
         x, x_label = "minutes", f"minutes of a {FLAGS.budget_minutes:g}-minute budget (each step at its share)"
-    else:
-        x, x_label = "step", None
     charts.save(charts.learning_curves(runs, tuple(FLAGS.metrics), FLAGS.title, x=x, x_label=x_label), FLAGS.out)
     print(f"wrote {FLAGS.out}")
 
