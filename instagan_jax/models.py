@@ -72,28 +72,36 @@ class SetGenerator(nn.Module):
 
     image out = Decoder_img([f_img, s]), mask i out = Decoder_seg([f_i, f_img, s]) where
     f_i = Encoder_seg(mask_i) and s = sum of f_i over the example's non-empty slots.
+
+    ``ngf_mask`` (0: ngf, the paper) is the mask encoder's width. The mask path runs once per
+    slot, so at the paper's width it is most of the generator's work (4 slots: 80% of the
+    FLOPs); binary masks need fewer features than photos. Each decoder's width is its input
+    channels / 4, as in the paper: 2 ngf and 3 ngf there.
     """
 
     ngf: int = 64
     n_blocks: int = 9
     upsample: str = "transpose"
+    ngf_mask: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         image, masks = x[..., :IMAGE_CHANNELS], x[..., IMAGE_CHANNELS:]
         b = x.shape[0]
+        ngf_mask = self.ngf_mask or self.ngf
         valid = slot_validity(masks)  # (b, n)
         f_img = layers.Encoder(self.ngf, self.n_blocks, name="encoder_img")(image)  # (b, h/4, w/4, 4ngf)
-        f_seg = layers.Encoder(self.ngf, self.n_blocks, name="encoder_seg")(_fold_slots(masks))
-        f_seg = _unfold_slots(f_seg, b)  # (b, n, h/4, w/4, 4ngf)
+        f_seg = layers.Encoder(ngf_mask, self.n_blocks, name="encoder_seg")(_fold_slots(masks))
+        f_seg = _unfold_slots(f_seg, b)  # (b, n, h/4, w/4, 4ngf_mask)
         f_set = _set_feature(f_seg, valid)
 
-        context = jnp.concatenate([f_img, f_set], axis=-1)  # (b, h/4, w/4, 8ngf)
-        image_out = layers.Decoder(2 * self.ngf, IMAGE_CHANNELS, self.upsample, name="decoder_img")(context)
+        context = jnp.concatenate([f_img, f_set], axis=-1)  # (b, h/4, w/4, 4ngf + 4ngf_mask)
+        decoder_img = layers.Decoder(self.ngf + ngf_mask, IMAGE_CHANNELS, self.upsample, name="decoder_img")
+        image_out = decoder_img(context)
 
-        # mask i's decoder input is [f_i, context] (12ngf); its first layer convolves the
-        # context once per example, not once per slot
-        decoder_seg = layers.Decoder(3 * self.ngf, 1, self.upsample, name="decoder_seg")
+        # mask i's decoder input is [f_i, context]; its first layer convolves the context
+        # once per example, not once per slot
+        decoder_seg = layers.Decoder(self.ngf + 2 * ngf_mask, 1, self.upsample, name="decoder_seg")
         masks_out = decoder_seg(f_seg.reshape(-1, *f_seg.shape[2:]), shared=context)
         masks_out = masks_out.reshape(b, -1, *masks_out.shape[1:3]).transpose(0, 2, 3, 1)  # (b, h, w, n)
         masks_out = jnp.where(valid[:, None, None, :], masks_out, masks)
@@ -174,6 +182,7 @@ class ModelSpec:
     n_blocks: int = 9
     n_layers_d: int = 3
     upsample: str = "transpose"  # the generators' upsampling (layers.UPSAMPLING); the authors' is "transpose"
+    ngf_mask: int = 0  # the set generator's mask-encoder width; 0: ngf (the paper); ignored by cycle_gan
 
     # Upper bounds keep a spec read from a hostile checkpoint from asking for terabytes;
     # the paper's networks are ngf = ndf = 64, 9 blocks, 3 layers.
@@ -188,6 +197,8 @@ class ModelSpec:
             value = getattr(self, name)
             if type(value) is not int or not 0 < value <= limit:
                 raise ValueError(f"{name} must be an integer in [1, {limit}], got {value!r}")
+        if type(self.ngf_mask) is not int or not 0 <= self.ngf_mask <= self.LIMITS["ngf"]:
+            raise ValueError(f"ngf_mask must be an integer in [0, {self.LIMITS['ngf']}], got {self.ngf_mask!r}")
 
     @classmethod
     def from_dict(cls, fields) -> ModelSpec:
@@ -204,8 +215,9 @@ class ModelSpec:
         return self.model == "insta_gan"
 
     def generator(self) -> nn.Module:
-        cls = SetGenerator if self.uses_masks else ResnetGenerator
-        return cls(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample)
+        if self.uses_masks:
+            return SetGenerator(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample, ngf_mask=self.ngf_mask)
+        return ResnetGenerator(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample)
 
     def discriminator(self) -> nn.Module:
         cls = SetDiscriminator if self.uses_masks else NLayerDiscriminator

@@ -143,6 +143,32 @@ def test_parameter_counts_follow_the_paper_architecture():
     assert variables["D_A"]["params"]["classifier"]["conv_0"]["kernel"].shape == (4, 4, 512, 1024)
 
 
+def test_a_narrower_mask_path_sizes_each_decoder_by_its_inputs_and_keeps_set_semantics():
+    spec = ModelSpec(ngf=4, ndf=2, n_blocks=1, ngf_mask=2)
+    g = init_networks(spec, jax.random.PRNGKey(0), H, W, 3)["G_A"]
+    chex.assert_shape(g["params"]["encoder_seg"]["conv_in"]["kernel"], (7, 7, 1, 2))
+    chex.assert_shape(g["params"]["encoder_img"]["conv_in"]["kernel"], (7, 7, 3, 4))
+    # [image 16, set 8] -> 2 x (4 + 2); [slot 8, image 16, set 8] -> 2 x (4 + 2 x 2); kernels (3, 3, out, in)
+    chex.assert_shape(g["params"]["decoder_img"]["up_0"]["kernel"], (3, 3, 12, 24))
+    chex.assert_shape(g["params"]["decoder_seg"]["up_0"]["kernel"], (3, 3, 16, 32))
+    gen = jax.jit(lambda x: spec.generator().apply(g, x))
+    a, b = blob(8, 8, 5), blob(20, 14, 6)
+    out_ab, out_ba = gen(make_input([a, b, EMPTY])), gen(make_input([b, a, EMPTY]))
+    np.testing.assert_allclose(out_ab[..., :3], out_ba[..., :3], atol=1e-4)
+    np.testing.assert_allclose(out_ab[..., 3], out_ba[..., 4], atol=1e-4)
+    np.testing.assert_array_equal(out_ab[0, ..., 5], EMPTY)
+
+
+def test_a_mask_width_of_zero_is_the_papers_width_of_ngf():
+    paper, spelled_out = ModelSpec(ngf=2, ndf=2, n_blocks=1), ModelSpec(ngf=2, ndf=2, n_blocks=1, ngf_mask=2)
+    variables = init_networks(paper, jax.random.PRNGKey(0), H, W, 2)
+    chex.assert_trees_all_equal_shapes(variables, init_networks(spelled_out, jax.random.PRNGKey(0), H, W, 2))
+    x = make_input([blob(8, 8, 5), blob(20, 14, 6)])
+    np.testing.assert_array_equal(
+        paper.generator().apply(variables["G_A"], x), spelled_out.generator().apply(variables["G_A"], x)
+    )
+
+
 def test_discriminator_rejects_images_too_small_for_its_patches(tiny):
     _, _, _, disc = tiny
     with pytest.raises(ValueError, match="too small"):
@@ -154,6 +180,9 @@ def test_model_spec_rejects_bad_values():
         ModelSpec(ngf=0)
     with pytest.raises(ValueError, match="model"):
         ModelSpec(model="unet")
+    for ngf_mask in (-1, 257, "8", 2.0):
+        with pytest.raises(ValueError, match=r"ngf_mask must be an integer in \[0, 256\]"):
+            ModelSpec.from_dict({"ngf_mask": ngf_mask})
     assert SetGenerator is not None and SetDiscriminator is not None
 
 

@@ -61,11 +61,14 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir):
 def test_resume_of_a_config_stored_before_a_key_existed_compares_the_value_it_was_made_with(tmp_path):
     """Checkpoints of the former default stored no n_layers_d: they have three layers, not today's two."""
     config = tiny_config(tmp_path)
-    older = {k: v for k, v in config.to_dict().items() if k not in ("n_layers_d", "shapes_task")}
+    older = {k: v for k, v in config.to_dict().items() if k not in ("n_layers_d", "shapes_task", "ngf_mask")}
     with pytest.raises(training_config.IncompatibleResume, match=r"n_layers_d: 3 -> 2"):
         training_config.check_resume_compatible(config, older)
     config.n_layers_d = 3
     training_config.check_resume_compatible(config, older)  # the same networks: resumes
+    config.ngf_mask = 1  # older checkpoints' mask encoders are as wide as ngf
+    with pytest.raises(training_config.IncompatibleResume, match=r"ngf_mask: 0 -> 1"):
+        training_config.check_resume_compatible(config, older)
 
 
 def test_resume_with_a_different_model_is_refused_with_the_keys(data_dir):
@@ -100,6 +103,7 @@ def test_shipped_shapes_configs_pass_the_checks_with_their_chunks(name, chunks):
         ({"ngf": -1}, "config.ngf must be a positive integer"),
         ({"upsample": "bilinear"}, "upsample must be one of"),
         ({"n_layers_d": 0}, r"n_layers_d must be an integer in \[1, 6\]"),
+        ({"ngf_mask": -8}, r"ngf_mask must be an integer in \[0, 256\], got -8"),
         ({"ema_decay": 1.5}, "ema_decay must be in"),
         ({"shapes_task": "stars"}, "config.shapes_task must be one of"),
     ],
