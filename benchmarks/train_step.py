@@ -68,20 +68,27 @@ def measure(args, ins_max: int) -> dict:
         state, metrics = compiled(state, batch)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
-    memory_bytes = None
-    if memory is not None:  # the donated state's outputs reuse its argument buffers (alias): counted once
-        memory_bytes = int(memory.argument_size_in_bytes + memory.temp_size_in_bytes + memory.output_size_in_bytes
-                           - memory.alias_size_in_bytes)  # fmt: skip
     return {
         "size": args.size, "ngf": args.ngf, "ndf": args.ndf, "n_blocks": args.n_blocks, "n_layers_d": args.n_layers_d,
         "model": args.model, "upsample": args.upsample, "ins_max": ins_max, "ins_per": cfg.ins_per,
         "instances": args.instances, "batch_size_per_device": args.batch_size,
-        "step_time_s": float(np.median(times)), "compile_time_s": compile_time, "memory_bytes": memory_bytes,
-        "temp_bytes": int(memory.temp_size_in_bytes) if memory is not None else None,
-        "argument_bytes": int(memory.argument_size_in_bytes) if memory is not None else None,
+        "step_time_s": float(np.median(times)), "compile_time_s": compile_time, **memory_fields(memory),
         "flops": float(cost.get("flops", float("nan"))) * chunks_run(args, cfg) if cost else None,
         "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "unroll": args.unroll,
     }  # fmt: skip
+
+
+def memory_fields(memory) -> dict:
+    """XLA's memory estimate of the compiled step (None where the backend gives none)."""
+    if memory is None:
+        return {"memory_bytes": None, "temp_bytes": None, "argument_bytes": None}
+    # the donated state's outputs reuse its argument buffers (alias): counted once
+    total = memory.argument_size_in_bytes + memory.temp_size_in_bytes + memory.output_size_in_bytes
+    return {
+        "memory_bytes": int(total - memory.alias_size_in_bytes),
+        "temp_bytes": int(memory.temp_size_in_bytes),
+        "argument_bytes": int(memory.argument_size_in_bytes),
+    }
 
 
 def chunks_run(args, cfg) -> float:
