@@ -184,21 +184,21 @@ class ModelSpec:
     upsample: str = "transpose"  # the generators' upsampling (layers.UPSAMPLING); the authors' is "transpose"
     ngf_mask: int = 0  # the set generator's mask-encoder width; 0: ngf (the paper); ignored by cycle_gan
 
-    # Upper bounds keep a spec read from a hostile checkpoint from asking for terabytes;
-    # the paper's networks are ngf = ndf = 64, 9 blocks, 3 layers.
-    LIMITS: ClassVar[dict[str, int]] = {"ngf": 256, "ndf": 256, "n_blocks": 64, "n_layers_d": 6}
+    # Bounds (lowest, highest) keep a spec read from a hostile checkpoint from asking for
+    # terabytes; the paper's networks are ngf = ndf = 64, 9 blocks, 3 layers.
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
+        "ngf": (1, 256), "ngf_mask": (0, 256), "ndf": (1, 256), "n_blocks": (1, 64), "n_layers_d": (1, 6),
+    }  # fmt: skip
 
     def __post_init__(self):
         if self.model not in ("insta_gan", "cycle_gan"):
             raise ValueError(f"model must be 'insta_gan' or 'cycle_gan', got {self.model!r}")
         if not isinstance(self.upsample, str) or self.upsample not in layers.UPSAMPLING:
             raise ValueError(f"upsample must be one of {sorted(layers.UPSAMPLING)}, got {self.upsample!r}")
-        for name, limit in self.LIMITS.items():
+        for name, (lowest, highest) in self.LIMITS.items():
             value = getattr(self, name)
-            if type(value) is not int or not 0 < value <= limit:
-                raise ValueError(f"{name} must be an integer in [1, {limit}], got {value!r}")
-        if type(self.ngf_mask) is not int or not 0 <= self.ngf_mask <= self.LIMITS["ngf"]:
-            raise ValueError(f"ngf_mask must be an integer in [0, {self.LIMITS['ngf']}], got {self.ngf_mask!r}")
+            if type(value) is not int or not lowest <= value <= highest:
+                raise ValueError(f"{name} must be an integer in [{lowest}, {highest}], got {value!r}")
 
     @classmethod
     def from_dict(cls, fields) -> ModelSpec:
