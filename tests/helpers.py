@@ -1,10 +1,27 @@
 """Helpers shared by several test modules (fixtures live in conftest.py)."""
 
+import contextlib
 import importlib.util
 import pathlib
+import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def running(cmd, log_path, **popen_kwargs):
+    """A subprocess of cmd in the repository, stdout and stderr to ``log_path``; killed on the
+    way out, so a failed test leaves nothing behind (a stalled 100000-step training run kept
+    training for hours beside the suite)."""
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, **popen_kwargs)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 def shipped_config(name: str):

@@ -7,14 +7,13 @@ import os
 import pathlib
 import shutil
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
 
 import numpy as np
 import pytest
-from helpers import REPO
+from helpers import REPO, running
 from PIL import Image
 
 from instagan_jax.inference import Translator
@@ -61,25 +60,20 @@ def free_port() -> int:
 @pytest.fixture
 def served_demo(converted_workdir, masker_workdir, tmp_path):
     port = free_port()
-    log = open(tmp_path / "demo.log", "w")  # noqa: SIM115 - closed below
     cmd = [sys.executable, str(REPO / "experiments" / "demo.py"), f"--workdir={converted_workdir}",
            f"--masker_workdir={masker_workdir / 'run'}", f"--port={port}", "--ins_max=4"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 300
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=5)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                log.close()
-                pytest.fail("the demo did not start:\n" + (tmp_path / "demo.log").read_text()[-3000:])
-            time.sleep(1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=60)
-    log.close()
+    with running(cmd, tmp_path / "demo.log") as proc:
+        deadline = time.time() + 300
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail("the demo did not start:\n" + (tmp_path / "demo.log").read_text()[-3000:])
+                time.sleep(1)
+        yield url
 
 
 def browser():

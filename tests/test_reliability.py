@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from helpers import REPO, tiny_config
+from helpers import REPO, running, tiny_config
 
 from instagan_jax import checkpoint, parallel, train
 
@@ -67,13 +67,12 @@ def test_kill_9_at_random_moments_loses_at_most_the_steps_since_the_last_checkpo
     progress = []
     for _ in range(6):  # each restart costs ~50 s on 2 cores (start-up, data, cached compile)
         before = checkpoint.complete_steps(workdir)
-        with open(log, "w") as out:
-            proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=subprocess_env())
-        # kill at a random moment after this run's first checkpoint: saves run back to back by then
-        wait_for(functools.partial(saved_beyond, workdir, max(before, default=0)), proc, log)
-        time.sleep(rng.uniform(0.0, 1.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        with running(cmd, log, env=subprocess_env()) as proc:
+            # kill at a random moment after this run's first checkpoint: saves run back to back by then
+            wait_for(functools.partial(saved_beyond, workdir, max(before, default=0)), proc, log)
+            time.sleep(rng.uniform(0.0, 1.0))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
         steps = checkpoint.complete_steps(workdir)
         assert max(steps, default=0) >= max(before, default=0)  # a resume never went back
         for step in steps:  # every checkpoint that looks complete is complete
@@ -201,11 +200,10 @@ def test_a_signal_saves_the_current_step_and_exits(tmp_path, signum, returncode)
     log = tmp_path / "log.txt"
     cmd = train_command(tmp_path, "--config.num_train_steps=100000", "--config.checkpoint_every_steps=100000",
                         "--config.image_every_steps=100000")  # fmt: skip
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=subprocess_env())
-    wait_for(lambda: "step/s" in log.read_text(), proc, log)  # tqdm's rate: steps are running
-    proc.send_signal(signum)
-    assert proc.wait(timeout=120) == returncode, log.read_text()[-3000:]
+    with running(cmd, log, env=subprocess_env()) as proc:
+        wait_for(lambda: "step/s" in log.read_text(), proc, log)  # tqdm's rate: steps are running
+        proc.send_signal(signum)
+        assert proc.wait(timeout=120) == returncode, log.read_text()[-3000:]
     steps = checkpoint.complete_steps(tmp_path / "run")
     assert len(steps) == 1 and steps[0] > 0, steps
     assert f"stopped by {signal.Signals(signum).name} after saving a checkpoint" in log.read_text()
