@@ -18,3 +18,12 @@ def check_image_size(height, width, what: str = "image", error: type[Exception] 
     """Height and width must be positive multiples of 4; ``what`` names the file or option."""
     if not all(type(s) is int and s > 0 and s % SIZE_MULTIPLE == 0 for s in (height, width)):
         raise error(f"{what}: height and width must be positive multiples of {SIZE_MULTIPLE}, got {height}x{width}")
+
+
+def check_integer_ranges(spec, limits: dict[str, tuple[int, int]], prefix: str = "") -> None:
+    """Each field of ``spec`` named in ``limits`` is an int in its (lowest, highest): bounds keep
+    a spec read from a hostile checkpoint from asking for terabytes."""
+    for name, (lowest, highest) in limits.items():
+        value = getattr(spec, name)
+        if type(value) is not int or not lowest <= value <= highest:
+            raise ValueError(f"{prefix}{name} must be an integer in [{lowest}, {highest}], got {value!r}")

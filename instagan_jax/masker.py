@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from scipy import ndimage
 
-from instagan_jax import layers
+from instagan_jax import checks, layers
 
 CENTRE_WEIGHT = 100.0  # the heat-map's squared error is small per pixel: Panoptic-DeepLab weighs it up
 OFFSET_WEIGHT = 0.1  # offsets are in pixels
@@ -39,13 +39,12 @@ class MaskerSpec:
     centre_threshold: float = 0.2  # heat-map peaks below this are not instances
     peak_window: int = 5  # a peak is the maximum of its peak_window x peak_window neighbourhood
 
-    LIMITS: ClassVar[dict[str, int]] = {"width": 256, "n_blocks": 32, "ins_max": 256, "peak_window": 31}
+    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
+        "width": (1, 256), "n_blocks": (1, 32), "ins_max": (1, 256), "peak_window": (1, 31),
+    }  # fmt: skip
 
     def __post_init__(self):
-        for name, limit in self.LIMITS.items():
-            value = getattr(self, name)
-            if type(value) is not int or not 0 < value <= limit:
-                raise ValueError(f"masker {name} must be an integer in [1, {limit}], got {value!r}")
+        checks.check_integer_ranges(self, self.LIMITS, prefix="masker ")
         if self.peak_window % 2 == 0:
             raise ValueError(f"masker peak_window must be odd, got {self.peak_window}")
         if not (0 < self.sigma <= 64 and 0 <= self.centre_threshold < 1):

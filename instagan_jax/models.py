@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from instagan_jax import layers
+from instagan_jax import checks, layers
 from instagan_jax.masks import slot_validity
 
 IMAGE_CHANNELS = 3
@@ -184,8 +184,7 @@ class ModelSpec:
     upsample: str = "transpose"  # the generators' upsampling (layers.UPSAMPLING); the authors' is "transpose"
     ngf_mask: int = 0  # the set generator's mask-encoder width; 0: ngf (the paper); ignored by cycle_gan
 
-    # Bounds (lowest, highest) keep a spec read from a hostile checkpoint from asking for
-    # terabytes; the paper's networks are ngf = ndf = 64, 9 blocks, 3 layers.
+    # (lowest, highest) of each size; the paper's networks are ngf = ndf = 64, 9 blocks, 3 layers.
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "ngf": (1, 256), "ngf_mask": (0, 256), "ndf": (1, 256), "n_blocks": (1, 64), "n_layers_d": (1, 6),
     }  # fmt: skip
@@ -195,10 +194,7 @@ class ModelSpec:
             raise ValueError(f"model must be 'insta_gan' or 'cycle_gan', got {self.model!r}")
         if not isinstance(self.upsample, str) or self.upsample not in layers.UPSAMPLING:
             raise ValueError(f"upsample must be one of {sorted(layers.UPSAMPLING)}, got {self.upsample!r}")
-        for name, (lowest, highest) in self.LIMITS.items():
-            value = getattr(self, name)
-            if type(value) is not int or not lowest <= value <= highest:
-                raise ValueError(f"{name} must be an integer in [{lowest}, {highest}], got {value!r}")
+        checks.check_integer_ranges(self, self.LIMITS)
 
     @classmethod
     def from_dict(cls, fields) -> ModelSpec:

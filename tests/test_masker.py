@@ -59,8 +59,12 @@ def test_targets_point_every_instance_pixel_at_its_centre():
 
 
 def test_a_masker_spec_refuses_values_a_hostile_workdir_could_hold():
-    with pytest.raises(ValueError, match="width must be an integer"):
+    with pytest.raises(ValueError, match=r"masker width must be an integer in \[1, 256\], got 1000000000"):
         masker.MaskerSpec(width=10**9)
+    with pytest.raises(ValueError, match=r"masker n_blocks must be an integer in \[1, 32\], got 0"):
+        masker.MaskerSpec(n_blocks=0)
+    with pytest.raises(ValueError, match="masker ins_max must be an integer"):
+        masker.MaskerSpec(ins_max=4.0)
     with pytest.raises(ValueError, match="peak_window must be odd"):
         masker.MaskerSpec(peak_window=4)
     with pytest.raises(ValueError, match="not a masker spec"):
