@@ -49,7 +49,11 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.run:
         raise app.UsageError("give at least one --run LABEL=METRICS_JSON[,...]")
-    runs = {label: [load_results(p) for p in paths] for label, paths in map(parse_run, FLAGS.run)}
+    specs = [parse_run(spec) for spec in FLAGS.run]
+    labels = [label for label, _ in specs]
+    if len(set(labels)) < len(labels):  # a dict would keep the last silently
+        raise app.UsageError(f"--run labels must differ: {sorted({x for x in labels if labels.count(x) > 1})} twice")
+    runs = {label: [load_results(p) for p in paths] for label, paths in specs}
     x, x_label = "step", None
     if FLAGS.budget_minutes:
         runs = {label: [charts.on_budget(s, FLAGS.budget_minutes) for s in seeds] for label, seeds in runs.items()}

@@ -86,3 +86,7 @@ def test_compare_runs_draws_each_run_over_its_seed_files_and_names_a_file_it_can
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert refused.returncode != 0 and str(broken) in refused.stderr and "per direction" in refused.stderr
     assert not (tmp_path / "not.svg").exists()
+    twice = subprocess.run([*command, f"--run=InstaGAN={paths[0]}", f"--out={tmp_path / 'not.svg'}"],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert twice.returncode != 0 and "labels must differ: ['InstaGAN']" in twice.stderr
+    assert not (tmp_path / "not.svg").exists()

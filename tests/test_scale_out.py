@@ -1,9 +1,9 @@
 """Data parallelism on virtual CPU devices and across two processes (each check in subprocesses,
 because the device count and jax.distributed are fixed when a process starts)."""
 
+import contextlib
 import json
 import os
-import pathlib
 import socket
 import subprocess
 import sys
@@ -11,10 +11,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+from helpers import REPO, running
 
 from instagan_jax import checkpoint, parallel
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def run_worker(devices: int, *args) -> dict:
@@ -50,19 +49,18 @@ def two_process_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("multiprocess")
     port = free_port()
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", CUDA_VISIBLE_DEVICES="")
-    procs = []
-    for process_id in range(2):
-        cmd = [sys.executable, str(REPO / "experiments" / "train.py"), f"--workdir={root / 'run'}",
-               f"--config={REPO / 'experiments' / 'configs' / 'tiny.py'}", f"--config.data_dir={root / 'tfds'}",
-               "--config.batch_size=8", "--config.num_train_steps=2", f"--coordinator_address=127.0.0.1:{port}",
-               "--num_processes=2", f"--process_id={process_id}"]  # fmt: skip
-        log = open(root / f"log{process_id}.txt", "w")  # noqa: SIM115 - closed below
-        procs.append((subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-    for proc, log in procs:
-        proc.wait(timeout=900)
-        log.close()
+    with contextlib.ExitStack() as stack:  # both killed on the way out if one fails or hangs
+        procs = []
+        for process_id in range(2):
+            cmd = [sys.executable, str(REPO / "experiments" / "train.py"), f"--workdir={root / 'run'}",
+                   f"--config={REPO / 'experiments' / 'configs' / 'tiny.py'}", f"--config.data_dir={root / 'tfds'}",
+                   "--config.batch_size=8", "--config.num_train_steps=2", f"--coordinator_address=127.0.0.1:{port}",
+                   "--num_processes=2", f"--process_id={process_id}"]  # fmt: skip
+            procs.append(stack.enter_context(running(cmd, root / f"log{process_id}.txt", env=env)))
+        for proc in procs:
+            proc.wait(timeout=900)
     logs = [(root / f"log{i}.txt").read_text() for i in range(2)]
-    for (proc, _), text in zip(procs, logs, strict=True):
+    for proc, text in zip(procs, logs, strict=True):
         assert proc.returncode == 0, text[-3000:]
     return root, logs
 
