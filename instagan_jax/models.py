@@ -77,18 +77,12 @@ class SetGenerator(nn.Module):
     slot, so at the paper's width it is most of the generator's work (4 slots: 80% of the
     FLOPs); binary masks need fewer features than photos. Each decoder's width is its input
     channels / 4, as in the paper: 2 ngf and 3 ngf there.
-
-    ``hard_masks`` (not in the paper) outputs each mask as -1 / +1, its sign, with the soft
-    mask's gradient (straight-through): the discriminator, the cycle and the next chunk then
-    see the masks as they are used, without a ring of values near 0 whose signs decide the
-    shape's outline.
     """
 
     ngf: int = 64
     n_blocks: int = 9
     upsample: str = "transpose"
     ngf_mask: int = 0
-    hard_masks: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -110,8 +104,6 @@ class SetGenerator(nn.Module):
         decoder_seg = layers.Decoder(self.ngf + 2 * ngf_mask, 1, self.upsample, name="decoder_seg")
         masks_out = decoder_seg(f_seg.reshape(-1, *f_seg.shape[2:]), shared=context)
         masks_out = masks_out.reshape(b, -1, *masks_out.shape[1:3]).transpose(0, 2, 3, 1)  # (b, h, w, n)
-        if self.hard_masks:
-            masks_out = masks_out + jax.lax.stop_gradient(jnp.where(masks_out > 0, 1.0, -1.0) - masks_out)
         masks_out = jnp.where(valid[:, None, None, :], masks_out, masks)
         return jnp.concatenate([image_out, masks_out], axis=-1)
 
@@ -191,7 +183,6 @@ class ModelSpec:
     n_layers_d: int = 3
     upsample: str = "transpose"  # the generators' upsampling (layers.UPSAMPLING); the authors' is "transpose"
     ngf_mask: int = 0  # the set generator's mask-encoder width; 0: ngf (the paper); ignored by cycle_gan
-    hard_masks: bool = False  # the set generator's masks as their signs, straight-through; False: the paper
 
     # (lowest, highest) of each size; the paper's networks are ngf = ndf = 64, 9 blocks, 3 layers.
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -204,8 +195,6 @@ class ModelSpec:
         if not isinstance(self.upsample, str) or self.upsample not in layers.UPSAMPLING:
             raise ValueError(f"upsample must be one of {sorted(layers.UPSAMPLING)}, got {self.upsample!r}")
         checks.check_integer_ranges(self, self.LIMITS)
-        if type(self.hard_masks) is not bool:
-            raise ValueError(f"hard_masks must be true or false, got {self.hard_masks!r}")
 
     @classmethod
     def from_dict(cls, fields) -> ModelSpec:
@@ -223,8 +212,7 @@ class ModelSpec:
 
     def generator(self) -> nn.Module:
         if self.uses_masks:
-            return SetGenerator(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample, ngf_mask=self.ngf_mask,
-                                hard_masks=self.hard_masks)  # fmt: skip
+            return SetGenerator(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample, ngf_mask=self.ngf_mask)
         return ResnetGenerator(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample)
 
     def discriminator(self) -> nn.Module:

@@ -169,23 +169,6 @@ def test_a_mask_width_of_zero_is_the_papers_width_of_ngf():
     )
 
 
-def test_hard_masks_are_the_signs_of_the_soft_ones_with_their_gradient():
-    soft, hard = ModelSpec(ngf=2, ndf=2, n_blocks=1), ModelSpec(ngf=2, ndf=2, n_blocks=1, hard_masks=True)
-    variables = init_networks(soft, jax.random.PRNGKey(0), H, W, 3)["G_A"]
-    x = make_input([blob(8, 8, 5), blob(20, 14, 6), EMPTY])
-    out_soft, out_hard = soft.generator().apply(variables, x), hard.generator().apply(variables, x)
-    np.testing.assert_array_equal(out_hard[..., :3], out_soft[..., :3])  # the image is not touched
-    np.testing.assert_array_equal(out_hard[..., 3:5], jnp.where(out_soft[..., 3:5] > 0, 1.0, -1.0))
-    assert 0.0 < float((out_soft[..., 3:5] > 0).mean()) < 1.0  # both signs occur: the check can fail
-    np.testing.assert_array_equal(out_hard[0, ..., 5], EMPTY)  # an empty slot passes through
-    # straight-through: the gradient through a hard mask is the soft mask's
-    weights = jax.random.normal(jax.random.PRNGKey(1), out_soft[..., 3:5].shape)
-    grad = lambda spec: jax.grad(lambda v: jnp.sum(weights * spec.generator().apply(v, x)[..., 3:5]))(variables)
-    chex.assert_trees_all_close(grad(hard), grad(soft), rtol=1e-6)
-    with pytest.raises(ValueError, match="hard_masks must be true or false, got 1"):
-        ModelSpec.from_dict({"hard_masks": 1})
-
-
 def test_discriminator_rejects_images_too_small_for_its_patches(tiny):
     _, _, _, disc = tiny
     with pytest.raises(ValueError, match="too small"):

@@ -36,7 +36,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = "insta_gan"  # insta_gan | cycle_gan (the baseline)
     config.ngf = 16  # generator width (paper: 64)
     config.ngf_mask = 0  # InstaGAN's mask-encoder width; 0: ngf (paper)
-    config.hard_masks = False  # InstaGAN's masks as -1 / +1 (straight-through gradient); False: paper
     config.ndf = 16  # discriminator width (paper: 64)
     config.n_blocks = 3  # residual blocks per encoder (paper: 9)
     config.n_layers_d = 2  # the discriminators' strided layers: 2 paints more squares at 32x32 (README); paper: 3
