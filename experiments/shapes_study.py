@@ -73,7 +73,7 @@ VARIANTS = {  # name: (what it is, config overrides on top of the default config
     "no_seq": ("InstaGAN without sequential chunks", ["--config.ins_per=4", *LEVERS]),
     "random_order": ("InstaGAN, instances in random order", ["--config.set_order=random", *LEVERS]),
     "d_two_layers": ("InstaGAN, discriminators of two strided layers", ["--config.n_layers_d=2", *LEVERS]),
-    "narrow_masks": ("InstaGAN, mask encoder half as wide (ngf_mask 8)", ["--config.ngf_mask=8", *LEVERS]),
+    "narrow_masks": ("InstaGAN, mask encoder of width 8", ["--config.ngf_mask=8", *LEVERS]),
 }
 TRAINED = " (trained weights, not the average)"  # the row of a run scored without its average
 COLUMNS = ("shape_rate", "mask_shape_rate", "count_preservation", "colour_success", "background_error")
