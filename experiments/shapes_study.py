@@ -5,8 +5,9 @@ over seeds, on two tasks, at equal steps and at equal wall-clock time.
     python experiments/shapes_study.py --root runs/study --variants insta_gan,cycle_gan --tasks bars
 
 Trains (or resumes, or finds finished) one workdir per task, variant and seed under --root
-(ROOT/TASK/VARIANT/seedS) with the default config in the paper's chunks of two and
-discriminators of three layers (--ins_per 2 --n_layers_d 3), --steps steps each (the
+(ROOT/TASK/VARIANT/seedS) with the default config in the paper's chunks of two,
+discriminators of three layers and the mask encoder as wide as ngf (--ins_per 2
+--n_layers_d 3 --ngf_mask 0), --steps steps each (the
 learning rate constant for the first half, then decaying to zero), scores every checkpoint
 with experiments/evaluate.py (runs already scored at every checkpoint are not scored again;
 runs that average their generators are scored with and without the average), and writes
@@ -24,7 +25,8 @@ Times are only comparable between runs made on the same, otherwise idle machine,
 time.
 
 The default command's budget and settings (default.py: one chunk of four slots, two
-discriminator layers, 3600 steps) are ``--ins_per 4 --n_layers_d 2 --steps 3600 --every 300``.
+discriminator layers, a mask encoder of width 8, 6000 steps) are ``--ins_per 4 --n_layers_d 2
+--ngf_mask 8 --steps 6000 --every 300``.
 """
 
 import json
@@ -47,6 +49,7 @@ flags.DEFINE_integer("steps", 600, "Training steps of every run.")
 flags.DEFINE_integer("every", 200, "Checkpoint (and scoring) interval.")
 flags.DEFINE_integer("ins_per", 2, "Mask slots per chunk: 2, the paper's (the reports); 4, default.py's one chunk.")
 flags.DEFINE_integer("n_layers_d", 3, "Discriminator layers: 3, the paper's (the reports); 2, default.py's.")
+flags.DEFINE_integer("ngf_mask", 0, "InstaGAN's mask-encoder width: 0, ngf's (the reports); 8, default.py's.")
 flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
 flags.DEFINE_string("out", "results.md", "The report's file name, under --root.")
 FLAGS = flags.FLAGS
@@ -108,6 +111,7 @@ def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int, 
          f"--config.image_every_steps={steps}", "--config.max_checkpoints_to_keep=1000",
          f"--config.ins_per={FLAGS.ins_per}",  # the reports' rows: 2, the paper's chunks (default.py: 4, one chunk)
          f"--config.n_layers_d={FLAGS.n_layers_d}",  # the reports' rows: 3, the paper's (default.py: 2)
+         f"--config.ngf_mask={FLAGS.ngf_mask}",  # the reports' rows: 0, ngf's (default.py: 8)
          *overrides])  # fmt: skip
 
 

@@ -3,10 +3,10 @@ r"""Default: InstaGAN on the procedural shapes set (discs <-> squares), sized fo
     python experiments/train.py --workdir runs/shapes
 
 Needs no data: the shapes set is generated (about a minute) on the first run. A 2-core CPU
-runs about 2.4 steps/s at this size (32x32, batch 4, ngf 16, 3 residual blocks, the four
-mask slots in one chunk), after a compilation of under a minute, so the 3600 steps (constant
-learning rate, then a linear decay to zero, as in the paper) take under 30 minutes; the
-README's results section shows what they learn.
+runs about 4.3 steps/s at this size (32x32, batch 4, ngf 16 with a mask encoder of width 8,
+3 residual blocks, the four mask slots in one chunk), after a compilation of under a minute,
+so the 6000 steps (constant learning rate, then a linear decay to zero, as in the paper)
+take under 30 minutes; the README's results section shows what they learn.
 """
 
 import ml_collections
@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Model
     config.model = "insta_gan"  # insta_gan | cycle_gan (the baseline)
     config.ngf = 16  # generator width (paper: 64)
-    config.ngf_mask = 0  # InstaGAN's mask-encoder width; 0: ngf (paper)
+    config.ngf_mask = 8  # InstaGAN's mask-encoder width: 8 is 1.7x faster, as good or better (README); 0: ngf (paper)
     config.ndf = 16  # discriminator width (paper: 64)
     config.n_blocks = 3  # residual blocks per encoder (paper: 9)
     config.n_layers_d = 2  # the discriminators' strided layers: 2 paints more squares at 32x32 (README); paper: 3
@@ -55,9 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.learning_rate = 4e-4  # the paper's 2e-4 learns shapes slower in runs this short (README: results)
     config.beta1 = 0.5
     config.ema_decay = 0.999  # translate and evaluate with a moving average of the generators; 0 = off (paper)
-    config.num_train_steps = 3600
-    config.niter = 1800  # steps at constant learning rate, then linear decay over niter_decay
-    config.niter_decay = 1800
+    config.num_train_steps = 6000
+    config.niter = 3000  # steps at constant learning rate, then linear decay over niter_decay
+    config.niter_decay = 3000
     config.seed = 0
     config.init_from = ""  # workdir of a converted authors' checkpoint to fine-tune from
     # Bookkeeping

@@ -15,6 +15,7 @@ def get_config():
     config.fine_size = (200, 200)
     config.batch_size = 1
     config.ngf = 64
+    config.ngf_mask = 0  # the mask encoder as wide as ngf: the paper's (the authors' checkpoints)
     config.ndf = 64
     config.n_blocks = 9
     config.n_layers_d = 3

@@ -12,6 +12,7 @@ def get_config():
     config.shapes_num_test = 4
     config.batch_size = 2
     config.ngf = 2
+    config.ngf_mask = 1  # narrower than ngf, as in default.py
     config.ndf = 2
     config.n_blocks = 1
     config.ins_per = 2  # two chunks of the four slots: the tests run the sequential mini-batch
