@@ -126,7 +126,7 @@ def test_a_non_finite_loss_stops_training_naming_step_and_loss(data_dir):
 
 
 def test_fine_tunes_from_a_converted_authors_checkpoint(data_dir, converted_workdir):
-    paper = {"upsample": "transpose", "ema_decay": 0.0, "n_layers_d": 3}  # converted checkpoints: the paper's networks
+    paper = {"upsample": "transpose", "ema_decay": 0.0, "n_layers_d": 3, "ngf_mask": 0}  # the paper's networks
     config = tiny_config(data_dir, ngf=4, ndf=4, n_blocks=9, num_train_steps=1, init_from=converted_workdir, **paper)
     state = train.train(config, str(data_dir / "finetune"))
     _, converted_nets = checkpoint.load_networks(converted_workdir)
