@@ -71,8 +71,7 @@ def test_kill_9_at_random_moments_loses_at_most_the_steps_since_the_last_checkpo
             # kill at a random moment after this run's first checkpoint: saves run back to back by then
             wait_for(functools.partial(saved_beyond, workdir, max(before, default=0)), proc, log)
             time.sleep(rng.uniform(0.0, 1.0))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            proc.send_signal(signal.SIGKILL)  # running() waits for it on the way out
         steps = checkpoint.complete_steps(workdir)
         assert max(steps, default=0) >= max(before, default=0)  # a resume never went back
         for step in steps:  # every checkpoint that looks complete is complete
