@@ -5,6 +5,11 @@ import pathlib
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Compilation is most of the suite's time and the programs run only a few steps: compile with
+# less optimisation (a third faster for the tiny train step, 33 -> 21-24 s; the same numbers up
+# to float rounding). In XLA_FLAGS, so the command-line tools that tests start inherit it.
+FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}".strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -65,7 +65,7 @@ def test_kill_9_at_random_moments_loses_at_most_the_steps_since_the_last_checkpo
     cmd = train_command(tmp_path, *(f"--config.{o}" for o in overrides))
     rng = random.Random(0)
     progress = []
-    for _ in range(6):  # each restart costs ~50 s on 2 cores (start-up, data, cached compile)
+    for _ in range(4):  # each restart costs ~35 s on 2 cores (start-up, data, cached compile)
         before = checkpoint.complete_steps(workdir)
         with running(cmd, log, env=subprocess_env()) as proc:
             # kill at a random moment after this run's first checkpoint: saves run back to back by then

@@ -16,8 +16,14 @@ from helpers import REPO, running
 from instagan_jax import checkpoint, parallel
 
 
+def virtual_devices_env(devices: int) -> dict:
+    """The environment of a CPU process with ``devices`` virtual devices (the tests' XLA flags kept)."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    return dict(os.environ, XLA_FLAGS=flags, CUDA_VISIBLE_DEVICES="")
+
+
 def run_worker(devices: int, *args) -> dict:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", CUDA_VISIBLE_DEVICES="")
+    env = virtual_devices_env(devices)
     done = subprocess.run([sys.executable, str(REPO / "tests" / "multidevice_worker.py"), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -48,7 +54,7 @@ def two_process_run(tmp_path_factory):
     """2 processes x 4 virtual devices = 8 devices, tiny config, 2 steps, one checkpoint."""
     root = tmp_path_factory.mktemp("multiprocess")
     port = free_port()
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", CUDA_VISIBLE_DEVICES="")
+    env = virtual_devices_env(4)
     with contextlib.ExitStack() as stack:  # both killed on the way out if one fails or hangs
         procs = []
         for process_id in range(2):
