@@ -13,7 +13,7 @@ side by side, where their own clocks would say nothing. Without it the x axis is
 
 from absl import app, flags
 
-from instagan_jax import charts, cli, domains, mask_import
+from instagan_jax import charts, cli, domains, json_files
 from instagan_jax.image_io import DataError
 
 flags.DEFINE_multi_string("run", [], "LABEL=METRICS_JSON[,METRICS_JSON...]: one run, one file per seed.")
@@ -26,7 +26,7 @@ FLAGS = flags.FLAGS
 
 def load_results(path: str) -> list[dict]:
     """evaluate.py's per-checkpoint results in ``path``; DataError naming the file if it holds none."""
-    report = mask_import.read_json(path)  # a FIFO, a huge or deeply nested file: an error, never a hang or crash
+    report = json_files.read_json(path)  # a FIFO, a huge or deeply nested file: an error, never a hang or crash
     results = report.get("results") if isinstance(report, dict) else None
     if not results or not isinstance(results, list):
         raise DataError(f"{path}: not a metrics file of evaluate.py (no list of results)")

@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from clu import metric_writers
 from tqdm import tqdm
 
-from instagan_jax import charts, checkpoint, cli, domains, evaluation, summaries, training_config
+from instagan_jax import charts, checkpoint, cli, domains, evaluation, json_files, summaries, training_config
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
 
@@ -164,8 +164,7 @@ def main(argv):
     report = {"workdir": os.path.abspath(workdir), "model": config.model, "dataset": config.dataset,
               "num_examples": len(data["image_A"]), "reference": reference, "results": results}  # fmt: skip
     json_path = FLAGS.json or os.path.join(out_dir, "metrics.json")
-    with open(json_path, "w") as f:
-        json.dump(report, f, indent=1)
+    json_files.write_json(json_path, report, indent=1)
     write_scalars(results, out_dir)
     if len(results) > 1:
         write_curves(results, out_dir)

@@ -29,7 +29,6 @@ discriminator layers, a mask encoder of width 8, 6000 steps) are ``--ins_per 4 -
 --ngf_mask 8 --steps 6000 --every 300``.
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -39,7 +38,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from instagan_jax import charts, checkpoint, domains
+from instagan_jax import charts, checkpoint, domains, json_files
 
 flags.DEFINE_string("root", "runs/study", "One workdir per task, variant and seed goes here.")
 flags.DEFINE_list("tasks", ["squares", "bars"], "Shapes tasks (datasets.shapes.TASKS).")
@@ -96,13 +95,10 @@ def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int, 
         return  # finished before
     if not os.path.exists(timing_path):
         os.makedirs(workdir, exist_ok=True)
-        with open(timing_path, "w") as f:
-            json.dump({"started": time.time(), "resumed": bool(checkpoint.complete_steps(workdir))}, f)
-    else:
-        with open(timing_path) as f:
-            timing = json.load(f)
-        with open(timing_path, "w") as f:  # a restart: its times include the pause
-            json.dump({**timing, "resumed": True}, f)
+        resumed = bool(checkpoint.complete_steps(workdir))
+        json_files.write_json(timing_path, {"started": time.time(), "resumed": resumed})
+    else:  # a restart: its times include the pause
+        json_files.write_json(timing_path, {**json_files.read_json(timing_path), "resumed": True})
     half = steps // 2
     run([os.path.join(HERE, "train.py"), f"--workdir={workdir}", f"--config={HERE}/configs/default.py",
          f"--config.data_dir={os.path.join(FLAGS.root, 'tfds_data')}", f"--config.shapes_task={task}",
@@ -120,20 +116,17 @@ def score(workdir: str, averaged: bool) -> dict:
     out_dir = os.path.join(workdir, "eval" if averaged else "eval_trained")
     metrics = os.path.join(out_dir, "metrics.json")
     if os.path.exists(metrics):
-        with open(metrics) as f:
-            report = json.load(f)
+        report = json_files.read_json(metrics)
         if [r["step"] for r in report["results"]] == checkpoint.complete_steps(workdir):
             return report
     run([os.path.join(HERE, "evaluate.py"), f"--workdir={workdir}", "--steps=all", f"--out_dir={out_dir}",
          f"--num_examples={FLAGS.num_examples}", f"--averaged={averaged}"])  # fmt: skip
-    with open(metrics) as f:
-        return json.load(f)
+    return json_files.read_json(metrics)
 
 
 def seconds_at(workdir: str) -> dict[int, float]:
     """Wall-clock seconds from the run's start to each checkpoint's last file."""
-    with open(os.path.join(workdir, TIMING)) as f:
-        started = json.load(f)["started"]
+    started = json_files.read_json(os.path.join(workdir, TIMING))["started"]
     times = {}
     for step in checkpoint.complete_steps(workdir):
         folder = checkpoint.step_dir(workdir, step)
@@ -154,14 +147,13 @@ def steps_of(task: str, name: str) -> int:
     """--steps, or for the equal-time CycleGAN the steps that fit in InstaGAN's time (whole checkpoints)."""
     if name != "cycle_gan_equal_time":
         return FLAGS.steps
-    if os.path.exists(os.path.join(FLAGS.root, task, name, "steps.json")):  # decided once, kept
-        with open(os.path.join(FLAGS.root, task, name, "steps.json")) as f:
-            return json.load(f)
+    steps_path = os.path.join(FLAGS.root, task, name, "steps.json")
+    if os.path.exists(steps_path):  # decided once, kept
+        return json_files.read_json(steps_path)
     ratio = mean_seconds(task, "insta_gan") / mean_seconds(task, "cycle_gan")
     steps = max(1, round(FLAGS.steps * ratio / FLAGS.every)) * FLAGS.every
-    os.makedirs(os.path.join(FLAGS.root, task, name), exist_ok=True)
-    with open(os.path.join(FLAGS.root, task, name, "steps.json"), "w") as f:
-        json.dump(steps, f)
+    os.makedirs(os.path.dirname(steps_path), exist_ok=True)
+    json_files.write_json(steps_path, steps)
     return steps
 
 
@@ -180,8 +172,7 @@ def collect(task: str) -> dict[str, list[dict]]:
             steps = steps_of(task, name)
             every = max(steps * FLAGS.every // FLAGS.steps, 1)  # as many checkpoints as the other runs
             train(workdir, task, overrides, seed, steps, every)
-            with open(os.path.join(workdir, TIMING)) as f:
-                resumed = json.load(f)["resumed"]
+            resumed = json_files.read_json(os.path.join(workdir, TIMING))["resumed"]
             entry = {"seconds": seconds_at(workdir), "resumed": resumed}
             results = with_minutes(score(workdir, True), entry["seconds"])
             rows.setdefault(label, []).append({**entry, "results": results})

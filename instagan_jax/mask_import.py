@@ -16,43 +16,20 @@ DataError naming the file and the shape or annotation.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import stat
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from instagan_jax import image_io
 from instagan_jax.image_io import DataError
+from instagan_jax.json_files import read_json
 
-MAX_JSON_BYTES = 256 * 2**20  # annotation files for a folder of photos are far smaller
 MAX_COORDINATE = 1e6  # pixels; anything larger is not a photo's polygon
 MAX_MASK_PIXELS = 2**31  # all of one photo's masks together, held in memory as bytes
 AREA_SHAPES = ("polygon", "rectangle", "circle")
 SKIPPED_SHAPES = ("line", "linestrip", "point", "points")
-
-
-def read_json(path: str):
-    """A JSON file's content, or DataError naming it (not a regular file, too large, malformed)."""
-    try:
-        info = os.stat(path)
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise DataError(f"{path}: not a regular file")
-    if info.st_size > MAX_JSON_BYTES:
-        raise DataError(f"{path}: {info.st_size} bytes is over the limit of {MAX_JSON_BYTES} (MAX_JSON_BYTES)")
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read(MAX_JSON_BYTES + 1), parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DataError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number")
 
 
 def _field(obj, key: str, kind, where: str):

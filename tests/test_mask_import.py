@@ -72,18 +72,6 @@ def test_hostile_labelme_files_are_refused_naming_the_file(tmp_path, change, mes
     assert path in str(error.value)
 
 
-@pytest.mark.parametrize(
-    "content, message",
-    [(b'{"shapes": [', "not valid JSON"), (b'{"a": NaN}', "not valid JSON"), (b"\xff\xfe\x00", "not valid JSON"),
-     (b"[" * 100_000 + b"]" * 100_000, "not valid JSON")],
-)  # fmt: skip
-def test_malformed_json_is_refused_naming_the_file(tmp_path, content, message):
-    path = tmp_path / "broken.json"
-    path.write_bytes(content)
-    with pytest.raises(DataError, match=message):
-        mask_import.read_json(str(path))
-
-
 def coco(annotations, categories=({"id": 1, "name": "sheep"}, {"id": 2, "name": "dog"})):
     images = [{"id": 1, "file_name": "a/sheep1.jpg", "height": 10, "width": 8},
               {"id": 2, "file_name": "sheep2.jpg", "height": 10, "width": 8}]  # fmt: skip

@@ -1,0 +1,55 @@
+"""JSON files: read as untrusted input, written so that a crash never leaves half a file.
+
+Annotation files, evaluation reports and a study's notes come from elsewhere or from a run
+that may have been killed. ``read_json`` ends in the content or a DataError naming the
+file (never a hang on a FIFO, never a crash on deep nesting); ``write_json`` writes a
+temporary file beside the target and renames it over the target, so a reader sees the old
+file or the new one, whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+
+from instagan_jax.image_io import DataError
+
+MAX_JSON_BYTES = 256 * 2**20  # annotation files for a folder of photos are far smaller
+
+
+def read_json(path: str):
+    """A JSON file's content, or DataError naming it (not a regular file, too large, malformed)."""
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(f"{path}: not a regular file")
+    if info.st_size > MAX_JSON_BYTES:
+        raise DataError(f"{path}: {info.st_size} bytes is over the limit of {MAX_JSON_BYTES} (MAX_JSON_BYTES)")
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read(MAX_JSON_BYTES + 1), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DataError(f"{path}: not valid JSON ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def write_json(path: str, content, indent: int | None = None) -> None:
+    """Writes ``content`` to ``path`` whole or not at all (a temporary file renamed over it)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{os.path.basename(path)}.", delete=False) as f:
+        try:
+            json.dump(content, f, indent=indent)
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            f.close()
+            os.unlink(f.name)
+            raise
+    os.replace(f.name, path)
