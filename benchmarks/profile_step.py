@@ -138,6 +138,9 @@ def main():
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--ngf", type=int, default=32)
     parser.add_argument("--n_blocks", type=int, default=9)
+    parser.add_argument("--ngf_mask", type=int, default=0, help="mask-encoder width; 0: ngf (the paper's)")
+    parser.add_argument("--n_layers_d", type=int, default=3, help="the discriminators' strided layers")
+    parser.add_argument("--ema_decay", type=float, default=0.0, help="the generators' moving average; 0: none")
     parser.add_argument("--upsample", default="transpose", help="transpose (the paper's) | resize_conv")
     parser.add_argument("--ins_per", type=int, default=2)
     parser.add_argument("--ins_max", type=int, default=4)
@@ -149,8 +152,9 @@ def main():
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     cfg = ts.StepConfig(
-        spec=ModelSpec(ngf=args.ngf, ndf=args.ngf, n_blocks=args.n_blocks, upsample=args.upsample),
-        ins_max=args.ins_max, ins_per=args.ins_per, scan_unroll=args.unroll == "yes",
+        spec=ModelSpec(ngf=args.ngf, ndf=args.ngf, n_blocks=args.n_blocks, upsample=args.upsample,
+                       ngf_mask=args.ngf_mask, n_layers_d=args.n_layers_d),
+        ins_max=args.ins_max, ins_per=args.ins_per, scan_unroll=args.unroll == "yes", ema_decay=args.ema_decay,
     )  # fmt: skip
     mesh = parallel.make_mesh()
     state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))

@@ -162,3 +162,23 @@ def test_coco_builder_makes_one_mask_per_instance(tmp_path):
     example = next(iter(tfds.as_numpy(builder.as_dataset("trainB"))))
     assert example["image"].shape == (16, 16, 3) and example["masks"].shape == (1, 16, 16, 1)
     assert 0 < (example["masks"] > 127).mean() < 1
+
+
+@pytest.mark.parametrize("domain", ["A", "B"])
+def test_a_perfect_translation_swaps_each_shape_for_its_counterpart_over_the_same_background(domain):
+    from instagan_jax import evaluation
+
+    other = "B" if domain == "A" else "A"
+    for index in range(6):
+        image, masks = shapes.render(domain, 0, index, (40, 40), max_instances=4)
+        translation, counterparts = shapes.render(domain, 0, index, (40, 40), max_instances=4, translated=True)
+        assert len(counterparts) == len(masks)
+        # the last shape is drawn whole: a disc inside its bounding rectangle, an ellipse inside its rectangle
+        disc, rectangle = (masks[-1], counterparts[-1]) if domain == "A" else (counterparts[-1], masks[-1])
+        assert disc.sum() < rectangle.sum() and not (disc & ~rectangle).any()
+        untouched = ~(masks.any(0) | counterparts.any(0))
+        np.testing.assert_array_equal(translation[untouched], image[untouched])
+        drawn = counterparts.any(0) > 0
+        assert evaluation.coloured_like(translation / 127.5 - 1, other)[drawn].mean() > 0.95
+    with pytest.raises(ValueError, match="squares"):
+        shapes.render("A", 0, 0, task="bars", translated=True)

@@ -13,6 +13,7 @@ from helpers import tiny_config
 from PIL import Image
 
 from instagan_jax import evaluation, train
+from instagan_jax.datasets import training_data
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RED, BLUE, GREY = (0.9, 0.1, 0.1), (0.1, 0.2, 0.9), (0.5, 0.55, 0.5)
@@ -100,3 +101,21 @@ def test_evaluate_scores_a_run_and_writes_the_page(tmp_path):
     missing = subprocess.run([sys.executable, str(REPO / "experiments" / "evaluate.py"), f"--workdir={workdir}",
                               "--steps=3"], cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert missing.returncode != 0 and "no checkpoint [3]" in missing.stderr
+
+
+def test_perfect_translations_are_of_the_held_out_examples_evaluate_scores(tmp_path):
+    config = tiny_config(tmp_path)
+    held_out = training_data.held_out_examples(config, str(tmp_path / "run"), "test", 4)
+    perfect = training_data.perfect_translations(config, 4)
+    for key in ("image_A", "masks_A", "image_B", "masks_B"):
+        np.testing.assert_array_equal(perfect[key], held_out[key], err_msg=key)
+    out = tmp_path / "ceiling.json"
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "shapes_ceiling.py"), "--num_examples=4",
+                           f"--config={REPO / 'experiments' / 'configs' / 'tiny.py'}", f"--json={out}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    for direction, scores in json.loads(out.read_text())["perfect_translation"].items():
+        assert scores["colour_success"] == 1.0 and scores["background_error"] < 0.01, direction
+        assert 0.5 <= scores["mask_shape_rate"] <= 1.0 and 0.0 <= scores["count_preservation"] <= 1.0
+    with pytest.raises(ValueError, match="squares task"):
+        training_data.perfect_translations(tiny_config(tmp_path, shapes_task="bars"), 4)

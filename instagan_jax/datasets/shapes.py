@@ -41,18 +41,27 @@ def _colour(rng: np.random.Generator, domain: str) -> np.ndarray:
     return np.array(rgb, np.float32) * 255
 
 
-def _shape_mask(rng: np.random.Generator, domain: str, h: int, w: int, task: str) -> np.ndarray:
+def _shape_mask(rng: np.random.Generator, domain: str, h: int, w: int, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(this domain's shape, the other domain's shape with the same centre and extents).
+
+    The second is what a perfect discs <-> squares translation draws (a disc's bounding
+    rectangle, a rectangle's inscribed ellipse); for bars it is None (a bar has no one
+    counterpart disc).
+    """
     size = min(h, w)
     ry = rng.uniform(size / 12, size / 5)
     rx = ry * rng.uniform(0.75, 1.33)
     cy, cx = rng.uniform(0, h), rng.uniform(0, w)  # may touch or cross the border
     y, x = np.mgrid[:h, :w] + 0.5
-    if domain == "B" and task == "bars":  # about a disc's area, stretched along one axis
-        half_long = ry * np.sqrt(np.pi * (e := rng.uniform(*BAR_ELONGATION))) / 2
+    ellipse = ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1.0
+    rectangle = (np.abs(y - cy) <= ry) & (np.abs(x - cx) <= rx)
+    if task == "bars":
+        if domain == "A":
+            return ellipse, None
+        half_long = ry * np.sqrt(np.pi * (e := rng.uniform(*BAR_ELONGATION))) / 2  # about a disc's area
         ry, rx = (half_long, half_long / e) if rng.random() < 0.5 else (half_long / e, half_long)
-    if domain == "A":
-        return ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1.0
-    return (np.abs(y - cy) <= ry) & (np.abs(x - cx) <= rx)
+        return (np.abs(y - cy) <= ry) & (np.abs(x - cx) <= rx), None
+    return (ellipse, rectangle) if domain == "A" else (rectangle, ellipse)
 
 
 def render(
@@ -63,11 +72,15 @@ def render(
     max_instances: int = 8,
     min_instances: int = 1,
     task: str = "squares",
+    translated: bool = False,
 ):
     """One example: (image uint8 (H, W, 3), masks uint8 (n, H, W) in {0, 255}), n <= max_instances.
 
     n is drawn from [min_instances, max_instances]; it can fall short of the draw when the
-    image is too small to hold that many recognisable shapes.
+    image is too small to hold that many recognisable shapes. ``translated`` (task "squares"
+    only): the same example as a perfect translation to the other domain draws it: each shape
+    swapped for its counterpart (same centre and extents, the other domain's colours), in the
+    same order, over the same background.
     """
     if domain not in HUES:
         raise ValueError(f"domain must be 'A' or 'B', got {domain!r}")
@@ -75,26 +88,38 @@ def render(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if not 1 <= min_instances <= max_instances:
         raise ValueError(f"need 1 <= min_instances <= max_instances, got {min_instances}, {max_instances}")
+    if translated and task != "squares":
+        raise ValueError(f"a perfect translation is defined for task 'squares' only, got {task!r}")
     h, w = size
     rng = np.random.default_rng([seed, ord(domain), index])
     image = _background(rng, h, w)
     wanted = int(rng.integers(min_instances, max_instances + 1))
     visible: list[np.ndarray] = []
+    counterparts: list[np.ndarray] = []  # the translation's visible shapes
+    other = "B" if domain == "A" else "A"
+    other_rng = np.random.default_rng([seed, ord(other), index, 1])  # its colours; rng's draws stay as they are
+    translation = image.copy()
     for _ in range(4 * wanted):  # bounded retries: a shape is kept only if all stay recognisable
         if len(visible) == wanted:
             break
-        shape = _shape_mask(rng, domain, h, w, task)
+        shape, counterpart = _shape_mask(rng, domain, h, w, task)
         occluded = [m & ~shape for m in visible]
         if _recognisable(shape) and all(_recognisable(m) for m in occluded):
             image[shape] = _colour(rng, domain) * rng.uniform(0.9, 1.0, (1, 3))
             visible = occluded + [shape]
+            if translated:
+                translation[counterpart] = _colour(other_rng, other) * other_rng.uniform(0.9, 1.0, (1, 3))
+                counterparts = [m & ~counterpart for m in counterparts] + [counterpart]
     if not visible:  # tiny images: fall back to one centred instance
+        drawn, image = (other, translation) if translated else (domain, image)
         visible = [np.zeros((h, w), bool)]
         visible[0][h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = True
-        if domain == "A":
+        if drawn == "A":
             y, x = np.mgrid[:h, :w]
             visible[0] &= ((y - h / 2) / (h / 4)) ** 2 + ((x - w / 2) / (w / 4)) ** 2 <= 1
-        image[visible[0]] = _colour(rng, domain)
+        image[visible[0]] = _colour(rng, drawn)
+    elif translated:
+        image, visible = translation, counterparts
     return image.astype(np.uint8), np.stack(visible).astype(np.uint8) * 255
 
 

@@ -1,5 +1,6 @@
 """The data of a run: its tfds dataset prepared once, the shuffled training stream from any
-position (for exact resumes), a held-out batch for pictures, held-out images for evaluation.
+position (for exact resumes), a held-out batch for pictures, held-out images for evaluation
+and, on the shapes set, their perfect translations.
 
 Reads the data keys of the training config (dataset, dataroot, data_dir, shapes_*,
 coco_categories, sizes, batch_size, ins_max, set_order, seed, decode_once).
@@ -11,9 +12,10 @@ import os
 
 import jax
 import numpy as np
+import tensorflow as tf
 
 from instagan_jax import input_pipeline, parallel, training_config
-from instagan_jax.datasets import builders
+from instagan_jax.datasets import builders, shapes
 
 
 def prepare_dataset(config, workdir: str):
@@ -80,3 +82,34 @@ def held_out_examples(config, workdir: str, phase: str, limit: int) -> dict:
         out[f"image_{x}"] = np.concatenate([c[0] for c in chunks])[:limit]
         out[f"masks_{x}"] = np.concatenate([c[1] for c in chunks])[:limit]
     return out
+
+
+def perfect_translations(config, limit: int) -> dict:
+    """held_out_examples' shapes (squares task), rendered rather than read, and their perfect translations.
+
+    {image_X, masks_X}: the first ``limit`` held-out images of domain X, as held_out_examples
+    reads them; {translated_X, translated_masks_X}: each as a perfect translation to the other
+    domain draws it (shapes.render(translated=True)), read the same way.
+    """
+    task = training_config.shapes_task(config)
+    if config.dataset != "shapes" or task != "squares":
+        raise ValueError(f"perfect translations exist for the shapes set's squares task, not {config.dataset} / {task}")
+    seed = builders.ShapesConfig.seed + builders.SHAPES_TEST_SEED_OFFSET  # as prepare_dataset's builder renders it
+    size, fine = (config.shapes_size, config.shapes_size), tuple(config.fine_size)
+    out = {}
+    for x in "AB":
+        for translated, prefix in ((False, ""), (True, "translated_")):
+            read = [_as_read(*shapes.render(x, seed, i, size, config.shapes_max_instances, task=task,
+                                            translated=translated), fine, config.ins_max)
+                    for i in range(limit)]  # fmt: skip
+            out[f"{prefix}image_{x}"] = np.stack([image for image, _ in read])
+            out[f"{prefix}masks_{x}"] = np.stack([masks for _, masks in read])
+    return out
+
+
+def _as_read(image: np.ndarray, masks: np.ndarray, fine_size, ins_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """A rendered example as the held-out pipeline reads it: resized to fine_size, in [-1, 1], masks largest first."""
+    stack = tf.concat([tf.constant(image), tf.transpose(tf.constant(masks), [1, 2, 0])], axis=-1)
+    stack = input_pipeline.resize(tf.cast(stack, tf.float32), fine_size) / 127.5 - 1.0
+    masks = input_pipeline.order_and_pad(stack[..., 3:], ins_max, "decreasing", tf.constant([0, 0]))
+    return stack[..., :3].numpy(), masks.numpy()
