@@ -139,6 +139,7 @@ def main():
     parser.add_argument("--ngf", type=int, default=32)
     parser.add_argument("--n_blocks", type=int, default=9)
     parser.add_argument("--ngf_mask", type=int, default=0, help="mask-encoder width; 0: ngf (the paper's)")
+    parser.add_argument("--mask_decoder_width", type=int, default=0, help="0: its input channels / 4 (the paper's)")
     parser.add_argument("--n_layers_d", type=int, default=3, help="the discriminators' strided layers")
     parser.add_argument("--ema_decay", type=float, default=0.0, help="the generators' moving average; 0: none")
     parser.add_argument("--upsample", default="transpose", help="transpose (the paper's) | resize_conv")
@@ -153,7 +154,7 @@ def main():
     args = parser.parse_args()
     cfg = ts.StepConfig(
         spec=ModelSpec(ngf=args.ngf, ndf=args.ngf, n_blocks=args.n_blocks, upsample=args.upsample,
-                       ngf_mask=args.ngf_mask, n_layers_d=args.n_layers_d),
+                       ngf_mask=args.ngf_mask, mask_decoder_width=args.mask_decoder_width, n_layers_d=args.n_layers_d),
         ins_max=args.ins_max, ins_per=args.ins_per, scan_unroll=args.unroll == "yes", ema_decay=args.ema_decay,
     )  # fmt: skip
     mesh = parallel.make_mesh()

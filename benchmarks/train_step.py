@@ -44,7 +44,8 @@ def matmul_flops_per_sec(n: int = 1024, repeats: int = 10) -> float:
 def measure(args, ins_max: int) -> dict:
     cfg = ts.StepConfig(
         spec=ModelSpec(model=args.model, ngf=args.ngf, ndf=args.ndf, n_blocks=args.n_blocks,
-                       n_layers_d=args.n_layers_d, upsample=args.upsample, ngf_mask=args.ngf_mask),
+                       n_layers_d=args.n_layers_d, upsample=args.upsample, ngf_mask=args.ngf_mask,
+                       mask_decoder_width=args.mask_decoder_width),
         ins_max=ins_max, ins_per=min(args.ins_per, ins_max), pool_size=50,
         scan_unroll=args.unroll == "yes",
     )  # fmt: skip
@@ -69,8 +70,8 @@ def measure(args, ins_max: int) -> dict:
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
     return {
-        "size": args.size, "ngf": args.ngf, "ngf_mask": args.ngf_mask, "ndf": args.ndf, "n_blocks": args.n_blocks,
-        "n_layers_d": args.n_layers_d,
+        "size": args.size, "ngf": args.ngf, "ngf_mask": args.ngf_mask, "mask_decoder_width": args.mask_decoder_width,
+        "ndf": args.ndf, "n_blocks": args.n_blocks, "n_layers_d": args.n_layers_d,
         "model": args.model, "upsample": args.upsample, "ins_max": ins_max, "ins_per": cfg.ins_per,
         "instances": args.instances, "batch_size_per_device": args.batch_size,
         "step_time_s": float(np.median(times)), "compile_time_s": compile_time, **memory_fields(memory),
@@ -117,6 +118,7 @@ def main():
     parser.add_argument("--ngf", type=int, default=16)
     parser.add_argument("--ndf", type=int, default=None)
     parser.add_argument("--ngf_mask", type=int, default=0, help="mask-encoder width; 0: ngf (the paper's)")
+    parser.add_argument("--mask_decoder_width", type=int, default=0, help="0: its input channels / 4 (the paper's)")
     parser.add_argument("--n_blocks", type=int, default=9)
     parser.add_argument("--n_layers_d", type=int, default=3, help="the discriminators' strided layers")
     parser.add_argument("--model", default="insta_gan")
@@ -134,8 +136,8 @@ def main():
     )
     args = parser.parse_args()
     args.ndf = args.ndf or args.ngf
-    if args.reference and args.ngf_mask not in (0, args.ngf):
-        parser.error("--reference times the authors' networks, whose mask encoder is as wide as --ngf")
+    if args.reference and (args.ngf_mask not in (0, args.ngf) or args.mask_decoder_width):
+        parser.error("--reference times the authors' networks, whose mask path is as wide as --ngf makes it")
     if args.devices:
         return scaling(args)
     peak = matmul_flops_per_sec()
@@ -167,8 +169,8 @@ def main():
 def scaling(args) -> None:
     """Runs this script once per device count and prints step time at a fixed per-device batch."""
     records = []
-    forwarded = ("size", "ngf", "ndf", "ngf_mask", "n_blocks", "n_layers_d", "model", "upsample", "ins_per",
-                 "batch_size", "steps", "unroll")  # fmt: skip
+    forwarded = ("size", "ngf", "ndf", "ngf_mask", "mask_decoder_width", "n_blocks", "n_layers_d", "model", "upsample",
+                 "ins_per", "batch_size", "steps", "unroll")  # fmt: skip
     base = [f"--{k}={getattr(args, k)}" for k in forwarded] + [f"--ins_max={args.ins_max.split(',')[0]}"]
     print(f"{'devices':>7} {'batch':>6} {'step s':>8} {'examples/s':>10}  (cores: {os.cpu_count()})")
     for n in (int(d) for d in args.devices.split(",")):

@@ -6,8 +6,8 @@ over seeds, on two tasks, at equal steps and at equal wall-clock time.
 
 Trains (or resumes, or finds finished) one workdir per task, variant and seed under --root
 (ROOT/TASK/VARIANT/seedS) with the default config in the paper's chunks of two,
-discriminators of three layers and the mask encoder as wide as ngf (--ins_per 2
---n_layers_d 3 --ngf_mask 0), --steps steps each (the
+discriminators of three layers and the mask path as wide as ngf makes it (--ins_per 2
+--n_layers_d 3 --ngf_mask 0 --mask_decoder_width 0), --steps steps each (the
 learning rate constant for the first half, then decaying to zero), scores every checkpoint
 with experiments/evaluate.py (runs already scored at every checkpoint are not scored again;
 runs that average their generators are scored with and without the average), and writes
@@ -49,6 +49,7 @@ flags.DEFINE_integer("every", 200, "Checkpoint (and scoring) interval.")
 flags.DEFINE_integer("ins_per", 2, "Mask slots per chunk: 2, the paper's (the reports); 4, default.py's one chunk.")
 flags.DEFINE_integer("n_layers_d", 3, "Discriminator layers: 3, the paper's (the reports); 2, default.py's.")
 flags.DEFINE_integer("ngf_mask", 0, "InstaGAN's mask-encoder width: 0, ngf's (the reports); 8, default.py's.")
+flags.DEFINE_integer("mask_decoder_width", 0, "InstaGAN's mask-decoder width: 0, from its inputs (the reports').")
 flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
 flags.DEFINE_string("out", "results.md", "The report's file name, under --root.")
 FLAGS = flags.FLAGS
@@ -108,6 +109,7 @@ def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int, 
          f"--config.ins_per={FLAGS.ins_per}",  # the reports' rows: 2, the paper's chunks (default.py: 4, one chunk)
          f"--config.n_layers_d={FLAGS.n_layers_d}",  # the reports' rows: 3, the paper's (default.py: 2)
          f"--config.ngf_mask={FLAGS.ngf_mask}",  # the reports' rows: 0, ngf's (default.py: 8)
+         f"--config.mask_decoder_width={FLAGS.mask_decoder_width}",
          *overrides])  # fmt: skip
 
 

@@ -76,13 +76,16 @@ class SetGenerator(nn.Module):
     ``ngf_mask`` (0: ngf, the paper) is the mask encoder's width. The mask path runs once per
     slot, so at the paper's width it is most of the generator's work (4 slots: 80% of the
     FLOPs); binary masks need fewer features than photos. Each decoder's width is its input
-    channels / 4, as in the paper: 2 ngf and 3 ngf there.
+    channels / 4, as in the paper: 2 ngf and 3 ngf there; ``mask_decoder_width`` (0: that)
+    sets the mask decoder's, which also runs once per slot (with a narrow encoder, 45% of
+    the default config's step).
     """
 
     ngf: int = 64
     n_blocks: int = 9
     upsample: str = "transpose"
     ngf_mask: int = 0
+    mask_decoder_width: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -101,7 +104,8 @@ class SetGenerator(nn.Module):
 
         # mask i's decoder input is [f_i, context]; its first layer convolves the context
         # once per example, not once per slot
-        decoder_seg = layers.Decoder(self.ngf + 2 * ngf_mask, 1, self.upsample, name="decoder_seg")
+        width = self.mask_decoder_width or self.ngf + 2 * ngf_mask
+        decoder_seg = layers.Decoder(width, 1, self.upsample, name="decoder_seg")
         masks_out = decoder_seg(f_seg.reshape(-1, *f_seg.shape[2:]), shared=context)
         masks_out = masks_out.reshape(b, -1, *masks_out.shape[1:3]).transpose(0, 2, 3, 1)  # (b, h, w, n)
         masks_out = jnp.where(valid[:, None, None, :], masks_out, masks)
@@ -183,10 +187,12 @@ class ModelSpec:
     n_layers_d: int = 3
     upsample: str = "transpose"  # the generators' upsampling (layers.UPSAMPLING); the authors' is "transpose"
     ngf_mask: int = 0  # the set generator's mask-encoder width; 0: ngf (the paper); ignored by cycle_gan
+    mask_decoder_width: int = 0  # its mask decoder's; 0: its input channels / 4 (the paper's 3 ngf)
 
     # (lowest, highest) of each size; the paper's networks are ngf = ndf = 64, 9 blocks, 3 layers.
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
-        "ngf": (1, 256), "ngf_mask": (0, 256), "ndf": (1, 256), "n_blocks": (1, 64), "n_layers_d": (1, 6),
+        "ngf": (1, 256), "ngf_mask": (0, 256), "mask_decoder_width": (0, 768), "ndf": (1, 256), "n_blocks": (1, 64),
+        "n_layers_d": (1, 6),
     }  # fmt: skip
 
     def __post_init__(self):
@@ -212,7 +218,13 @@ class ModelSpec:
 
     def generator(self) -> nn.Module:
         if self.uses_masks:
-            return SetGenerator(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample, ngf_mask=self.ngf_mask)
+            return SetGenerator(
+                ngf=self.ngf,
+                n_blocks=self.n_blocks,
+                upsample=self.upsample,
+                ngf_mask=self.ngf_mask,
+                mask_decoder_width=self.mask_decoder_width,
+            )
         return ResnetGenerator(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample)
 
     def discriminator(self) -> nn.Module:

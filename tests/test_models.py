@@ -1,5 +1,7 @@
 """Networks: golden parity with the authors' PyTorch code (batch 1) and set semantics."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -155,6 +157,24 @@ def test_a_narrower_mask_path_sizes_each_decoder_by_its_inputs_and_keeps_set_sem
     a, b = blob(8, 8, 5), blob(20, 14, 6)
     out_ab, out_ba = gen(make_input([a, b, EMPTY])), gen(make_input([b, a, EMPTY]))
     np.testing.assert_allclose(out_ab[..., :3], out_ba[..., :3], atol=1e-4)
+    np.testing.assert_allclose(out_ab[..., 3], out_ba[..., 4], atol=1e-4)
+    np.testing.assert_array_equal(out_ab[0, ..., 5], EMPTY)
+
+
+def test_a_narrower_mask_decoder_changes_only_the_mask_decoder_and_keeps_set_semantics():
+    spec = ModelSpec(ngf=4, ndf=2, n_blocks=1, ngf_mask=2, mask_decoder_width=3)
+    g = init_networks(spec, jax.random.PRNGKey(0), H, W, 3)["G_A"]
+    wide = init_networks(dataclasses.replace(spec, mask_decoder_width=0), jax.random.PRNGKey(0), H, W, 3)["G_A"]
+    # [slot 8, image 16, set 8] -> 2 x 3 -> 3 -> 1 (its default width: 32 / 4 = 8); kernels (3, 3, out, in)
+    chex.assert_shape(g["params"]["decoder_seg"]["up_0"]["kernel"], (3, 3, 6, 32))
+    chex.assert_shape(g["params"]["decoder_seg"]["up_1"]["kernel"], (3, 3, 3, 6))
+    chex.assert_shape(g["params"]["decoder_seg"]["conv_out"]["kernel"], (7, 7, 3, 1))
+    chex.assert_shape(wide["params"]["decoder_seg"]["up_1"]["kernel"], (3, 3, 8, 16))
+    for name in ("encoder_img", "encoder_seg", "decoder_img"):
+        chex.assert_trees_all_equal_shapes(g["params"][name], wide["params"][name])
+    gen = jax.jit(lambda x: spec.generator().apply(g, x))
+    a, b = blob(8, 8, 5), blob(20, 14, 6)
+    out_ab, out_ba = gen(make_input([a, b, EMPTY])), gen(make_input([b, a, EMPTY]))
     np.testing.assert_allclose(out_ab[..., 3], out_ba[..., 4], atol=1e-4)
     np.testing.assert_array_equal(out_ab[0, ..., 5], EMPTY)
 

@@ -60,15 +60,18 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir):
 
 def test_resume_of_a_config_stored_before_a_key_existed_compares_the_value_it_was_made_with(tmp_path):
     """Checkpoints of former defaults stored no n_layers_d (they have three layers, not today's
-    two) and no ngf_mask (their mask encoders are as wide as ngf: 0, not tiny's 1)."""
+    two), no ngf_mask and no mask_decoder_width (their mask paths are as wide as the paper's:
+    0, not tiny's 1 and 2)."""
     config = tiny_config(tmp_path)
-    older = {k: v for k, v in config.to_dict().items() if k not in ("n_layers_d", "shapes_task", "ngf_mask")}
-    with pytest.raises(training_config.IncompatibleResume, match=r"ngf_mask: 0 -> 1, n_layers_d: 3 -> 2"):
+    added = ("n_layers_d", "shapes_task", "ngf_mask", "mask_decoder_width")
+    older = {k: v for k, v in config.to_dict().items() if k not in added}
+    changes = r"ngf_mask: 0 -> 1, mask_decoder_width: 0 -> 2, n_layers_d: 3 -> 2"
+    with pytest.raises(training_config.IncompatibleResume, match=changes):
         training_config.check_resume_compatible(config, older)
     config.n_layers_d = 3
-    with pytest.raises(training_config.IncompatibleResume, match=r"\(ngf_mask: 0 -> 1\)"):
+    with pytest.raises(training_config.IncompatibleResume, match=r"\(ngf_mask: 0 -> 1, mask_decoder_width: 0 -> 2\)"):
         training_config.check_resume_compatible(config, older)
-    config.ngf_mask = 0
+    config.ngf_mask, config.mask_decoder_width = 0, 0
     training_config.check_resume_compatible(config, older)  # the same networks: resumes
 
 
@@ -126,7 +129,7 @@ def test_a_non_finite_loss_stops_training_naming_step_and_loss(data_dir):
 
 
 def test_fine_tunes_from_a_converted_authors_checkpoint(data_dir, converted_workdir):
-    paper = {"upsample": "transpose", "ema_decay": 0.0, "n_layers_d": 3, "ngf_mask": 0}  # the paper's networks
+    paper = {"upsample": "transpose", "ema_decay": 0.0, "n_layers_d": 3, "ngf_mask": 0, "mask_decoder_width": 0}
     config = tiny_config(data_dir, ngf=4, ndf=4, n_blocks=9, num_train_steps=1, init_from=converted_workdir, **paper)
     state = train.train(config, str(data_dir / "finetune"))
     _, converted_nets = checkpoint.load_networks(converted_workdir)

@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = "insta_gan"  # insta_gan | cycle_gan (the baseline)
     config.ngf = 16  # generator width (paper: 64)
     config.ngf_mask = 8  # InstaGAN's mask-encoder width: 8 is 1.7x faster, as good or better (README); 0: ngf (paper)
+    config.mask_decoder_width = 0  # its mask decoder's: 0 = its input channels / 4 (paper), here 32; 16: README
     config.ndf = 16  # discriminator width (paper: 64)
     config.n_blocks = 3  # residual blocks per encoder (paper: 9)
     config.n_layers_d = 2  # the discriminators' strided layers: 2 paints more squares at 32x32 (README); paper: 3

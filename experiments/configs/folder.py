@@ -16,6 +16,7 @@ def get_config():
     config.batch_size = 1
     config.ngf = 64
     config.ngf_mask = 0  # the mask encoder as wide as ngf: the paper's (the authors' checkpoints)
+    config.mask_decoder_width = 0  # the mask decoder's width from its inputs: the paper's
     config.ndf = 64
     config.n_blocks = 9
     config.n_layers_d = 3

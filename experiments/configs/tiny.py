@@ -13,6 +13,7 @@ def get_config():
     config.batch_size = 2
     config.ngf = 2
     config.ngf_mask = 1  # narrower than ngf, as in default.py
+    config.mask_decoder_width = 2  # narrower than its inputs / 4 (4): the tests train a set width
     config.ndf = 2
     config.n_blocks = 1
     config.ins_per = 2  # two chunks of the four slots: the tests run the sequential mini-batch
