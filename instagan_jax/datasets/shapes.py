@@ -41,7 +41,9 @@ def _colour(rng: np.random.Generator, domain: str) -> np.ndarray:
     return np.array(rgb, np.float32) * 255
 
 
-def _shape_mask(rng: np.random.Generator, domain: str, h: int, w: int, task: str) -> tuple[np.ndarray, np.ndarray]:
+def _shape_mask(
+    rng: np.random.Generator, domain: str, h: int, w: int, task: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(this domain's shape, the other domain's shape with the same centre and extents).
 
     The second is what a perfect discs <-> squares translation draws (a disc's bounding
@@ -97,8 +99,8 @@ def render(
     visible: list[np.ndarray] = []
     counterparts: list[np.ndarray] = []  # the translation's visible shapes
     other = "B" if domain == "A" else "A"
-    other_rng = np.random.default_rng([seed, ord(other), index, 1])  # its colours; rng's draws stay as they are
-    translation = image.copy()
+    if translated:  # its colours from a stream of their own, so that rng's draws stay as they are
+        other_rng, translation = np.random.default_rng([seed, ord(other), index, 1]), image.copy()
     for _ in range(4 * wanted):  # bounded retries: a shape is kept only if all stay recognisable
         if len(visible) == wanted:
             break

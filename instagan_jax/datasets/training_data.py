@@ -108,8 +108,9 @@ def perfect_translations(config, limit: int) -> dict:
 
 
 def _as_read(image: np.ndarray, masks: np.ndarray, fine_size, ins_max: int) -> tuple[np.ndarray, np.ndarray]:
-    """A rendered example as the held-out pipeline reads it: resized to fine_size, in [-1, 1], masks largest first."""
+    """A rendered example through the held-out pipeline: input_pipeline's resize to fine_size, then its augment."""
     stack = tf.concat([tf.constant(image), tf.transpose(tf.constant(masks), [1, 2, 0])], axis=-1)
-    stack = input_pipeline.resize(tf.cast(stack, tf.float32), fine_size) / 127.5 - 1.0
-    masks = input_pipeline.order_and_pad(stack[..., 3:], ins_max, "decreasing", tf.constant([0, 0]))
-    return stack[..., :3].numpy(), masks.numpy()
+    loaded = tf.cast(input_pipeline.resize(tf.cast(stack, tf.float32), fine_size), tf.uint8)  # as load() leaves it
+    ex = input_pipeline.augment(loaded, tf.constant([0, 0], tf.int64), fine_size=fine_size, flip=False,
+                                ins_max=ins_max, set_order="decreasing")  # fmt: skip
+    return ex["image"].numpy(), ex["masks"].numpy()
