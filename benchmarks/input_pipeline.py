@@ -11,7 +11,6 @@ its one-off decoding time is reported) and decoding every example from PNG.
 """
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -21,6 +20,7 @@ import tensorflow as tf
 
 from instagan_jax import image_io, input_pipeline
 from instagan_jax.datasets import builders
+from instagan_jax.json_files import write_json
 
 tf.config.set_visible_devices([], "GPU")
 
@@ -115,8 +115,7 @@ def main():
             f" {r['mean_masks']:.1f} masks per image{setup}"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=1)
+        write_json(args.json, records, indent=1)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,10 @@ import re
 import tempfile
 import time
 
+import compiled_step  # the step of benchmarks/train_step.py, and the matmul rate
 import jax
-import train_step as bench  # benchmarks/train_step.py: the same step and matmul rate
-from synthetic import synthetic_batch
 
-from instagan_jax import parallel
-from instagan_jax import train_step as ts
-from instagan_jax.models import ModelSpec
+from instagan_jax.json_files import write_json
 
 _COMPUTATION = re.compile(r"^(?:ENTRY )?%(?P<name>[\w.\-]+) .*\{$")
 _INSTRUCTION = re.compile(
@@ -137,32 +134,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--ngf", type=int, default=32)
-    parser.add_argument("--n_blocks", type=int, default=9)
-    parser.add_argument("--ngf_mask", type=int, default=0, help="mask-encoder width; 0: ngf (the paper's)")
-    parser.add_argument("--mask_decoder_width", type=int, default=0, help="0: its input channels / 4 (the paper's)")
-    parser.add_argument("--n_layers_d", type=int, default=3, help="the discriminators' strided layers")
-    parser.add_argument("--ema_decay", type=float, default=0.0, help="the generators' moving average; 0: none")
-    parser.add_argument("--upsample", default="transpose", help="transpose (the paper's) | resize_conv")
-    parser.add_argument("--ins_per", type=int, default=2)
+    compiled_step.add_step_arguments(parser)
     parser.add_argument("--ins_max", type=int, default=4)
-    parser.add_argument("--batch_size", type=int, default=1)
-    parser.add_argument("--instances", type=int, default=None, help="instances per example (default: every slot)")
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--unroll", choices=["no", "yes"], default="no", help="unroll the chunk scan")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    cfg = ts.StepConfig(
-        spec=ModelSpec(ngf=args.ngf, ndf=args.ngf, n_blocks=args.n_blocks, upsample=args.upsample,
-                       ngf_mask=args.ngf_mask, mask_decoder_width=args.mask_decoder_width, n_layers_d=args.n_layers_d),
-        ins_max=args.ins_max, ins_per=args.ins_per, scan_unroll=args.unroll == "yes", ema_decay=args.ema_decay,
-    )  # fmt: skip
-    mesh = parallel.make_mesh()
-    state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))
-    batch = parallel.global_batch(synthetic_batch(args.batch_size, args.size, args.ins_max, args.instances), mesh)
-    start = time.perf_counter()
-    compiled = parallel.sharded_train_step(cfg, mesh).lower(state, batch).compile()
-    compile_time = time.perf_counter() - start
+    compiled, _, state, batch, compile_time = compiled_step.compile_step(args, args.ins_max)
     ops = parse_hlo(compiled.as_text())
     holder = {"state": state}
 
@@ -175,7 +153,7 @@ def main():
     run()
     step_time = time.perf_counter() - start
     times = trace_times(run, args.steps)
-    peak = bench.matmul_flops_per_sec()
+    peak = compiled_step.matmul_flops_per_sec()
 
     rows = []
     for name, seconds in times.items():
@@ -212,9 +190,9 @@ def main():
         print(f"{r['kind']:<28} {r['seconds']:>8.3f} {rate:>8}  {r['layer'][-44:]:<44} {shapes}")
     if args.json:
         summary = {k: dict(v) for k, v in by_kind.items()}
-        with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "step_time_s": step_time, "compile_time_s": compile_time,
-                       "matmul_peak_flops_per_sec": peak, "by_kind": summary, "ops": rows}, f, indent=1)  # fmt: skip
+        record = {"args": vars(args), "step_time_s": step_time, "compile_time_s": compile_time,
+                  "matmul_peak_flops_per_sec": peak, "by_kind": summary, "ops": rows}  # fmt: skip
+        write_json(args.json, record, indent=1)
 
 
 if __name__ == "__main__":

@@ -21,43 +21,15 @@ import sys
 import tempfile
 import time
 
+import compiled_step
 import jax
-import jax.numpy as jnp
 import numpy as np
-from synthetic import synthetic_batch
 
-from instagan_jax import parallel
-from instagan_jax import train_step as ts
-from instagan_jax.models import ModelSpec
-
-
-def matmul_flops_per_sec(n: int = 1024, repeats: int = 10) -> float:
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        f(a).block_until_ready()
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
+from instagan_jax.json_files import read_json, write_json
 
 
 def measure(args, ins_max: int) -> dict:
-    cfg = ts.StepConfig(
-        spec=ModelSpec(model=args.model, ngf=args.ngf, ndf=args.ndf, n_blocks=args.n_blocks,
-                       n_layers_d=args.n_layers_d, upsample=args.upsample, ngf_mask=args.ngf_mask,
-                       mask_decoder_width=args.mask_decoder_width),
-        ins_max=ins_max, ins_per=min(args.ins_per, ins_max), pool_size=50,
-        scan_unroll=args.unroll == "yes",
-    )  # fmt: skip
-    mesh = parallel.make_mesh()
-    state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))
-    batch = parallel.global_batch(
-        synthetic_batch(args.batch_size * jax.device_count(), args.size, ins_max, args.instances), mesh
-    )
-    step = parallel.sharded_train_step(cfg, mesh)
-    start = time.perf_counter()
-    compiled = step.lower(state, batch).compile()
-    compile_time = time.perf_counter() - start
+    compiled, cfg, state, batch, compile_time = compiled_step.compile_step(args, ins_max)
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
@@ -71,7 +43,7 @@ def measure(args, ins_max: int) -> dict:
         times.append(time.perf_counter() - start)
     return {
         "size": args.size, "ngf": args.ngf, "ngf_mask": args.ngf_mask, "mask_decoder_width": args.mask_decoder_width,
-        "ndf": args.ndf, "n_blocks": args.n_blocks, "n_layers_d": args.n_layers_d,
+        "ndf": cfg.spec.ndf, "n_blocks": args.n_blocks, "n_layers_d": args.n_layers_d, "ema_decay": args.ema_decay,
         "model": args.model, "upsample": args.upsample, "ins_max": ins_max, "ins_per": cfg.ins_per,
         "instances": args.instances, "batch_size_per_device": args.batch_size,
         "step_time_s": float(np.median(times)), "compile_time_s": compile_time, **memory_fields(memory),
@@ -116,31 +88,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--ngf", type=int, default=16)
-    parser.add_argument("--ndf", type=int, default=None)
-    parser.add_argument("--ngf_mask", type=int, default=0, help="mask-encoder width; 0: ngf (the paper's)")
-    parser.add_argument("--mask_decoder_width", type=int, default=0, help="0: its input channels / 4 (the paper's)")
-    parser.add_argument("--n_blocks", type=int, default=9)
-    parser.add_argument("--n_layers_d", type=int, default=3, help="the discriminators' strided layers")
-    parser.add_argument("--model", default="insta_gan")
-    parser.add_argument("--upsample", default="transpose", help="transpose (the paper's, as --reference) | resize_conv")
-    parser.add_argument("--ins_per", type=int, default=2)
+    compiled_step.add_step_arguments(parser)
     parser.add_argument("--ins_max", default="2,4,8")
-    parser.add_argument("--batch_size", type=int, default=1, help="per device")
-    parser.add_argument("--instances", type=int, default=None, help="instances per example (default: every slot)")
     parser.add_argument("--devices", default=None, help="e.g. 1,2,4,8: scaling over virtual CPU devices")
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--unroll", choices=["no", "yes"], default="no", help="unroll the chunk scan")
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--reference", default=None, help="checkout of the authors' code: also time their step (needs torch)"
     )
     args = parser.parse_args()
-    args.ndf = args.ndf or args.ngf
     if args.reference and (args.ngf_mask not in (0, args.ngf) or args.mask_decoder_width):
         parser.error("--reference times the authors' networks, whose mask path is as wide as --ngf makes it")
+    if args.reference and (args.ema_decay or args.upsample != "transpose" or args.model != "insta_gan"):
+        parser.error("--reference times the authors' InstaGAN step: no --ema_decay, --upsample transpose")
     if args.devices:
         return scaling(args)
-    peak = matmul_flops_per_sec()
+    peak = compiled_step.matmul_flops_per_sec()
     print(f"device: {jax.devices()[0].device_kind}   f32 matmul: {peak / 1e9:.1f} GFLOP/s")
     header = (
         f"{'ins_max':>7} {'step s':>8} {'compile s':>9} {'memory MiB':>10} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>7}"
@@ -162,30 +125,28 @@ def main():
             row += f" {r['reference_step_time_s']:>8.3f} {r['speedup_vs_reference']:>7.2f}x"
         print(row, flush=True)
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(records, f, indent=1)
+            write_json(args.json, records, indent=1)
 
 
 def scaling(args) -> None:
     """Runs this script once per device count and prints step time at a fixed per-device batch."""
     records = []
     forwarded = ("size", "ngf", "ndf", "ngf_mask", "mask_decoder_width", "n_blocks", "n_layers_d", "model", "upsample",
-                 "ins_per", "batch_size", "steps", "unroll")  # fmt: skip
-    base = [f"--{k}={getattr(args, k)}" for k in forwarded] + [f"--ins_max={args.ins_max.split(',')[0]}"]
+                 "ema_decay", "ins_per", "batch_size", "steps", "unroll")  # fmt: skip
+    base = [f"--{k}={getattr(args, k)}" for k in forwarded if getattr(args, k) is not None]
+    base.append(f"--ins_max={args.ins_max.split(',')[0]}")
     print(f"{'devices':>7} {'batch':>6} {'step s':>8} {'examples/s':>10}  (cores: {os.cpu_count()})")
     for n in (int(d) for d in args.devices.split(",")):
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", CUDA_VISIBLE_DEVICES="")
             subprocess.run([sys.executable, __file__, *base, "--json", out.name], env=env, check=True,
                            stdout=subprocess.DEVNULL)  # fmt: skip
-            with open(out.name) as f:
-                r = json.load(f)[0]
+            r = read_json(out.name)[0]
         r["global_batch"] = r["batch_size_per_device"] * n
         records.append(r)
         print(f"{n:>7} {r['global_batch']:>6} {r['step_time_s']:>8.3f} {r['global_batch'] / r['step_time_s']:>10.2f}")
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(records, f, indent=1)
+            write_json(args.json, records, indent=1)
 
 
 if __name__ == "__main__":
