@@ -45,6 +45,7 @@ def write_json(path: str, content, indent: int | None = None) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     with tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{os.path.basename(path)}.", delete=False) as f:
         try:
+            os.chmod(f.name, _mode_of_a_plain_write(path))  # a temporary file is private (0600)
             json.dump(content, f, indent=indent)
             f.flush()
             os.fsync(f.fileno())
@@ -53,3 +54,13 @@ def write_json(path: str, content, indent: int | None = None) -> None:
             os.unlink(f.name)
             raise
     os.replace(f.name, path)
+
+
+def _mode_of_a_plain_write(path: str) -> int:
+    """The permissions ``open(path, "w")`` would leave: the file's own if it exists, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # the only way to read it is to set it
+        os.umask(umask)
+        return 0o666 & ~umask

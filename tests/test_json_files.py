@@ -1,6 +1,7 @@
 """JSON files: untrusted ones end in a DataError naming the file; written ones are whole or absent."""
 
 import os
+import stat
 
 import pytest
 
@@ -37,3 +38,20 @@ def test_write_replaces_the_file_whole_or_leaves_the_old_one(tmp_path):
         json_files.write_json(str(path), {"results": [{"step": 4}, {"step": object()}]})
     assert json_files.read_json(str(path)) == {"results": [{"step": 2}]}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temporary file left
+
+
+def test_written_files_get_the_permissions_of_a_plain_write(tmp_path):
+    """Not the temporary file's private 0600: a report others on the machine read stays readable."""
+    old_umask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.json"
+        json_files.write_json(str(fresh), [1])
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+        kept = tmp_path / "kept.json"
+        kept.write_text("[]")
+        kept.chmod(0o640)
+        json_files.write_json(str(kept), [2])
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+        assert json_files.read_json(str(kept)) == [2]
+    finally:
+        os.umask(old_umask)
