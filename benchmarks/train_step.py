@@ -97,10 +97,11 @@ def main():
         "--reference", default=None, help="checkout of the authors' code: also time their step (needs torch)"
     )
     args = parser.parse_args()
-    if args.reference and (args.ngf_mask not in (0, args.ngf) or args.mask_decoder_width):
-        parser.error("--reference times the authors' networks, whose mask path is as wide as --ngf makes it")
-    if args.reference and (args.ema_decay or args.upsample != "transpose" or args.model != "insta_gan"):
-        parser.error("--reference times the authors' InstaGAN step: no --ema_decay, --upsample transpose")
+    not_the_authors = (args.ngf_mask not in (0, args.ngf) or args.mask_decoder_width or args.ema_decay
+                       or args.upsample != "transpose" or args.model != "insta_gan")  # fmt: skip
+    if args.reference and not_the_authors:
+        parser.error("--reference times the authors' InstaGAN step: --model insta_gan, --upsample transpose, "
+                     "no --ema_decay, a mask path as wide as --ngf makes it")  # fmt: skip
     if args.devices:
         return scaling(args)
     peak = compiled_step.matmul_flops_per_sec()
