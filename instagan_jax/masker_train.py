@@ -22,11 +22,11 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 from clu import metric_writers
-from tqdm import tqdm
 
 from instagan_jax import checkpoint, checks, stopping, summaries, training_config
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
+from instagan_jax.step_progress import StepProgress
 from instagan_jax.xla_options import compiler_options, jit_at_first_call
 
 ITEMS = ("masker", "trainer", "masker_spec", "config")
@@ -159,13 +159,13 @@ def train_masker(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      "config": ocp.args.JsonSave(config.to_dict())}  # fmt: skip
             mngr.save(step, args=ocp.args.Composite(**items))
 
-    progress = tqdm(total=config.num_train_steps, initial=start, desc="train masker", unit="step")
+    progress = StepProgress(config.num_train_steps, start, "train masker")
     with stopping.stop_signals() as stop:
         try:
             for step in range(start + 1, config.num_train_steps + 1):
                 images, masks = _both_domains(next(batches))
                 params, opt_state, metrics = step_fn(params, opt_state, images, masks)
-                progress.update(1)
+                progress.dispatched(metrics)
                 if step % config.log_every_steps == 0 or step == config.num_train_steps:
                     writer.write_scalars(step, {k: float(v) for k, v in jax.device_get(metrics).items()})
                 if step % config.image_every_steps == 0 or step == config.num_train_steps:

@@ -21,12 +21,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from clu import metric_writers
-from tqdm import tqdm
 
 from instagan_jax import checkpoint, domains, parallel, stopping, summaries, training_config
 from instagan_jax import train_step as ts
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import translate_arrays
+from instagan_jax.step_progress import StepProgress
 
 
 class TrainingError(RuntimeError):
@@ -112,14 +112,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
         with checkpoint.explained_write_errors(mngr, workdir, f"checkpoint {step}"):
             checkpoint.save_train_state(mngr, step, state, cfg.spec, config.to_dict())
 
-    progress = tqdm(total=config.num_train_steps, initial=start, desc="train", unit="step", disable=not is_chief)
+    progress = StepProgress(config.num_train_steps, start, "train", disable=not is_chief)
     last_good, timer = start, (time.perf_counter(), start)
     with stopping.stop_signals() as stop:
         try:
             for step in range(start + 1, config.num_train_steps + 1):
                 batch = parallel.global_batch(next(batches), mesh)
                 state, metrics = step_fn(state, batch)
-                progress.update(1)
+                progress.dispatched(metrics)
                 if step % config.log_every_steps == 0 or step == config.num_train_steps:
                     scalars = {k: float(v) for k, v in jax.device_get(metrics).items() if not k.startswith("chunks/")}
                     bad = [k for k, v in scalars.items() if not math.isfinite(v)]
