@@ -1,5 +1,6 @@
 """The README's and docs' links lead somewhere: every relative target exists, every #anchor is a heading."""
 
+import functools
 import pathlib
 import re
 
@@ -11,8 +12,9 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
 
 
+@functools.cache
 def _anchors(path: pathlib.Path) -> set[str]:
-    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens (each file read once)."""
     headings = re.findall(r"^#+ (.+)$", CODE_BLOCK.sub("", path.read_text()), re.MULTILINE)
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
 
