@@ -9,6 +9,11 @@ their connected components are the output's instances.
 - shape rate: fraction of output components with the target shape (rectangularity =
   area / bounding-box area >= 0.9 for squares; between 0.5 and 0.9 for discs, ~0.785; on the
   "bars" task, bars are also at least twice as long as wide, discs less than that);
+- placed shape rate: fraction of input instances covered by an output component of the
+  target shape (each component matched to at most one instance, greedily by overlap, which
+  must reach 40% of the smaller of the two: a bar grown from a disc covers half of it). The
+  shape rate asks whether the shapes are right, this one also where they are: a shape drawn
+  away from every instance, or one blob for two instances, scores for none of them;
 - count preservation: fraction of images whose number of output components equals the
   number of connected components of the merged input masks;
 - colour success: fraction of input instances whose mean output colour (over the input
@@ -41,6 +46,7 @@ SQUARE_MIN_FILL = 0.9
 DISC_FILL_RANGE = (0.5, 0.9)
 BAR_MIN_ELONGATION = 2.0  # bars: drawn 3 to 4.5 times as long as wide; discs: at most 1.33 (but
 # cut by the image border or occluded, the visible parts of either stretch or shrink)
+PLACED_MIN_OVERLAP = 0.4  # of the smaller of an instance and a component
 MIN_COMPONENT_FRACTION = 0.005  # of the image area: smaller specks are not instances
 _MIN_SATURATION, _MIN_VALUE, _HUE_TOLERANCE = 0.45, 0.45, 0.12
 
@@ -155,15 +161,36 @@ def generated_mask_scores(input_masks, output_masks, target: str, task: str = "s
 
 
 def _component_scores(pixels: np.ndarray, truth_masks, domain: str, task: str) -> dict[str, float]:
-    """Shape rate of the components of (N, H, W) ``pixels``, and whether their count matches
-    the components of the merged (N, H, W, K) ``truth_masks``."""
-    shape_hits, shape_total, count_hits = 0, 0, 0
+    """Shape rate of the components of (N, H, W) ``pixels``, the placed shape rate over the
+    instances of (N, H, W, K) ``truth_masks``, and whether the components' count matches the
+    components of the merged masks."""
+    shape_hits, shape_total, placed_hits, instance_total, count_hits = 0, 0, 0, 0, 0
     for found_pixels, masks in zip(pixels, np.asarray(truth_masks) > 0, strict=True):
         found = components(found_pixels)
         shape_hits += sum(has_shape_of(c, domain, task) for c in found)
         shape_total += len(found)
+        instances = [m for m in np.moveaxis(masks, -1, 0) if m.any()]
+        placed_hits += sum(has_shape_of(c, domain, task) for c in _placed_components(instances, found))
+        instance_total += len(instances)
         count_hits += len(found) == len(components(masks.any(-1)))
-    return {"shape_rate": shape_hits / max(shape_total, 1), "count_preservation": count_hits / len(pixels)}
+    return {"shape_rate": shape_hits / max(shape_total, 1), "placed_shape_rate": placed_hits / max(instance_total, 1),
+            "count_preservation": count_hits / len(pixels)}  # fmt: skip
+
+
+def _placed_components(instances: list[np.ndarray], found: list[np.ndarray]) -> list[np.ndarray]:
+    """The components over each instance: matched one to one, greedily by overlap / the smaller area."""
+    if not instances or not found:
+        return []
+    instance_pixels = np.stack(instances).reshape(len(instances), -1).astype(np.float64)
+    component_pixels = np.stack(found).reshape(len(found), -1).astype(np.float64)
+    smaller = np.minimum.outer(instance_pixels.sum(1), component_pixels.sum(1))
+    share = instance_pixels @ component_pixels.T / smaller
+    matched = []
+    while share.max() >= PLACED_MIN_OVERLAP:
+        i, j = np.unravel_index(np.argmax(share), share.shape)
+        matched.append(found[j])
+        share[i, :], share[:, j] = 0.0, 0.0
+    return matched
 
 
 def reference_scores(images, masks, domain: str, task: str = "squares") -> dict[str, float]:

@@ -35,10 +35,11 @@ def test_a_perfect_translation_scores_full_marks_and_the_identity_scores_none():
     discs, disc_masks = picture([("disc", 8, 8, 5, RED), ("disc", 22, 20, 6, RED)])
     squares, square_masks = picture([("square", 8, 8, 5, BLUE), ("square", 22, 20, 6, BLUE)])
     perfect = evaluation.shapes_scores(discs[None], disc_masks[None], squares[None], "A", "B", square_masks[None])
-    assert perfect == {"shape_rate": 1.0, "count_preservation": 1.0, "colour_success": 1.0, "background_error": 0.0,
-                       "mask_shape_rate": 1.0, "mask_count_preservation": 1.0}  # fmt: skip
+    assert perfect == {"shape_rate": 1.0, "placed_shape_rate": 1.0, "count_preservation": 1.0, "colour_success": 1.0,
+                       "background_error": 0.0, "mask_shape_rate": 1.0, "mask_count_preservation": 1.0}  # fmt: skip
     identity = evaluation.shapes_scores(discs[None], disc_masks[None], discs[None], "A", "B")
     assert identity["shape_rate"] == 0.0 and identity["count_preservation"] == 0.0
+    assert identity["placed_shape_rate"] == 0.0
     assert identity["colour_success"] == 0.0 and identity["background_error"] == 0.0
     # squares -> discs, with the background brightened by 0.1 (on [0, 1] images)
     brighter = discs.copy()
@@ -56,10 +57,28 @@ def test_merged_instances_and_wrong_shapes_are_counted():
     one_blob, _ = picture([("square", 14, 14, 10, BLUE)])  # two instances became one
     scores = evaluation.shapes_scores(discs[None], disc_masks[None], one_blob[None], "A", "B")
     assert scores["shape_rate"] == 1.0 and scores["count_preservation"] == 0.0
+    assert scores["placed_shape_rate"] == 0.5  # the blob stands over one of the two instances
     blue_discs, _ = picture([("disc", 8, 8, 5, BLUE), ("disc", 22, 20, 6, BLUE)])  # colour right, shape not
     scores = evaluation.shapes_scores(discs[None], disc_masks[None], blue_discs[None], "A", "B")
     assert scores["shape_rate"] == 0.0 and scores["colour_success"] == 1.0 and scores["count_preservation"] == 1.0
     assert evaluation.fill_ratio(disc_masks[..., 1] > 0) == pytest.approx(np.pi / 4, abs=0.05)
+
+
+def test_the_placed_shape_rate_asks_where_the_shapes_are():
+    discs, disc_masks = picture([("disc", 8, 8, 5, RED), ("disc", 22, 20, 6, RED)])
+    elsewhere, _ = picture([("square", 8, 24, 4, BLUE), ("square", 24, 6, 5, BLUE)])  # right shapes, wrong places
+    scores = evaluation.shapes_scores(discs[None], disc_masks[None], elsewhere[None], "A", "B")
+    assert scores["shape_rate"] == 1.0 and scores["count_preservation"] == 1.0
+    assert scores["placed_shape_rate"] == 0.0
+    one_moved, _ = picture([("square", 8, 8, 5, BLUE), ("square", 24, 6, 5, BLUE)])
+    assert evaluation.shapes_scores(discs[None], disc_masks[None], one_moved[None], "A", "B")["placed_shape_rate"] == 0.5
+    # a bar grown out of a disc (same centre, about its area) covers half of it: placed
+    y, x = np.mgrid[:32, :32] + 0.5
+    bar = (abs(y - 16) <= 2.5) & (abs(x - 16) <= 10)
+    bars = np.where(bar[..., None], np.array(BLUE), np.array(GREY)) * 2 - 1
+    disc, disc_mask = picture([("disc", 16, 16, 7, RED)])
+    scores = evaluation.shapes_scores(disc[None], disc_mask[None], bars[None], "A", "B", task="bars")
+    assert scores["placed_shape_rate"] == 1.0
 
 
 def test_the_bars_task_asks_bars_to_be_long_and_discs_to_be_round():
