@@ -79,7 +79,14 @@ VARIANTS = {  # name: (what it is, config overrides on top of the default config
     "narrow_masks": ("InstaGAN, mask encoder of width 8", ["--config.ngf_mask=8", *LEVERS]),
 }
 TRAINED = " (trained weights, not the average)"  # the row of a run scored without its average
-COLUMNS = ("shape_rate", "placed_shape_rate", "mask_shape_rate", "count_preservation", "colour_success", "background_error")
+COLUMNS = (
+    "shape_rate",
+    "placed_shape_rate",
+    "mask_shape_rate",
+    "count_preservation",
+    "colour_success",
+    "background_error",
+)
 CHARTED = ("shape_rate", "mask_shape_rate", "count_preservation")
 TIMING = "study_timing.json"
 

@@ -71,7 +71,8 @@ def test_the_placed_shape_rate_asks_where_the_shapes_are():
     assert scores["shape_rate"] == 1.0 and scores["count_preservation"] == 1.0
     assert scores["placed_shape_rate"] == 0.0
     one_moved, _ = picture([("square", 8, 8, 5, BLUE), ("square", 24, 6, 5, BLUE)])
-    assert evaluation.shapes_scores(discs[None], disc_masks[None], one_moved[None], "A", "B")["placed_shape_rate"] == 0.5
+    scores = evaluation.shapes_scores(discs[None], disc_masks[None], one_moved[None], "A", "B")
+    assert scores["placed_shape_rate"] == 0.5
     # a bar grown out of a disc (same centre, about its area) covers half of it: placed
     y, x = np.mgrid[:32, :32] + 0.5
     bar = (abs(y - 16) <= 2.5) & (abs(x - 16) <= 10)
