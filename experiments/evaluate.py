@@ -87,8 +87,10 @@ CHART_METRICS = ("shape_rate", "placed_shape_rate", "mask_shape_rate", "count_pr
 
 
 def write_curves(results: list[dict], out_dir: str) -> None:
-    """learning_curves.png: the main scores of both directions against the checkpoint step."""
-    charts.save(charts.learning_curves({"": [results]}, CHART_METRICS, "held-out scores by checkpoint step"),
+    """learning_curves.png: the main scores of both directions against the checkpoint step
+    (those the model has: CycleGAN makes no masks)."""
+    metrics = tuple(m for m in CHART_METRICS if any(m in r[d] for r in results for d in domains.DIRECTIONS))
+    charts.save(charts.learning_curves({"": [results]}, metrics, "held-out scores by checkpoint step"),
                 os.path.join(out_dir, "learning_curves.png"))  # fmt: skip
 
 

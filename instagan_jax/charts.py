@@ -74,7 +74,7 @@ def learning_curves(
                     ax.fill_between(xs, scores.min(0), scores.max(0), color=colour, alpha=0.2, linewidth=0)
         ax.set_title(metric.replace("_", " "))
         ax.set_xlabel(x_label or X_LABELS.get(x, x))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))  # five-digit steps: fewer ticks, no overlap
         ax.set_ylabel("score")
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
