@@ -13,7 +13,7 @@ their connected components are the output's instances.
   target shape (each component matched to at most one instance, greedily by overlap, which
   must reach 40% of the smaller of the two: a bar grown from a disc covers half of it). The
   shape rate asks whether the shapes are right, this one also where they are: a shape drawn
-  away from every instance, or one blob for two instances, scores for none of them;
+  away from every instance counts for none, one blob over two instances for one at most;
 - count preservation: fraction of images whose number of output components equals the
   number of connected components of the merged input masks;
 - colour success: fraction of input instances whose mean output colour (over the input
