@@ -9,8 +9,8 @@ their connected components are the output's instances.
 - shape rate: fraction of output components with the target shape (rectangularity =
   area / bounding-box area >= 0.9 for squares; between 0.5 and 0.9 for discs, ~0.785; on the
   "bars" task, bars are also at least twice as long as wide, discs less than that);
-- placed shape rate: fraction of input instances covered by an output component of the
-  target shape (each component matched to at most one instance, greedily by overlap, which
+- placed shape rate: fraction of input instances with an output component of the target
+  shape over them (each component matched to at most one instance, greedily by overlap, which
   must reach 40% of the smaller of the two: a bar grown from a disc covers half of it). The
   shape rate asks whether the shapes are right, this one also where they are: a shape drawn
   away from every instance counts for none, one blob over two instances for one at most;
@@ -25,9 +25,9 @@ For InstaGAN the generated masks are scored too (`mask_shape_rate` per generated
 `mask_count_preservation` of the merged masks): they show what the network meant to draw
 before its pictures are sharp.
 
-The same shape and count measures applied to real target-domain images (with their true
-masks) give the reference: what a perfect translation would score, since occlusion makes
-some visible parts non-square and merges touching instances.
+The same shape, placed shape and count measures applied to real target-domain images (with
+their true masks) give the reference: what a perfect translation would score, since
+occlusion makes some visible parts non-square and merges touching instances.
 
 For any dataset, `background_error` and `mask_area_ratio` (generated mask area / input
 mask area, InstaGAN only) need no ground truth.
