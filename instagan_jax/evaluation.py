@@ -185,12 +185,17 @@ def _placed_components(instances: list[np.ndarray], found: list[np.ndarray]) -> 
     component_pixels = np.stack(found).reshape(len(found), -1).astype(np.float64)
     smaller = np.minimum.outer(instance_pixels.sum(1), component_pixels.sum(1))
     share = instance_pixels @ component_pixels.T / smaller
-    matched = []
-    while share.max() >= PLACED_MIN_OVERLAP:
-        i, j = np.unravel_index(np.argmax(share), share.shape)
-        matched.append(found[j])
-        share[i, :], share[:, j] = 0.0, 0.0
-    return matched
+    return [found[j] for _, j, _ in _greedy_pairs(share, PLACED_MIN_OVERLAP)]
+
+
+def _greedy_pairs(similarity: np.ndarray, minimum: float) -> list[tuple[int, int, float]]:
+    """One-to-one (row, column, similarity) pairs, the most similar first, down to ``minimum``."""
+    similarity, pairs = similarity.copy(), []
+    while similarity.size and similarity.max() >= minimum:
+        i, j = np.unravel_index(np.argmax(similarity), similarity.shape)
+        pairs.append((int(i), int(j), float(similarity[i, j])))
+        similarity[i, :], similarity[:, j] = -np.inf, -np.inf
+    return pairs
 
 
 def reference_scores(images, masks, domain: str, task: str = "squares") -> dict[str, float]:
@@ -237,10 +242,8 @@ def instance_scores(true_masks, predicted_masks) -> dict[str, float]:
         union = truth.sum(0)[:, None] + predicted.sum(0)[None, :] - intersection
         iou = intersection / np.maximum(union, 1.0)
         matched = np.zeros(truth.shape[1])
-        while iou.size and iou.max() > 0:
-            t, p = np.unravel_index(np.argmax(iou), iou.shape)
-            matched[t] = iou[t, p]
-            iou[t, :], iou[:, p] = 0.0, 0.0
+        for t, _, overlap in _greedy_pairs(iou, np.nextafter(0.0, 1.0)):  # any overlap at all
+            matched[t] = overlap
         ious.extend(matched)
         exact.append(truth.shape[1] == predicted.shape[1])
         errors.append(abs(truth.shape[1] - predicted.shape[1]))
