@@ -167,25 +167,26 @@ def _component_scores(pixels: np.ndarray, truth_masks, domain: str, task: str) -
     shape_hits, shape_total, placed_hits, instance_total, count_hits = 0, 0, 0, 0, 0
     for found_pixels, masks in zip(pixels, np.asarray(truth_masks) > 0, strict=True):
         found = components(found_pixels)
-        shape_hits += sum(has_shape_of(c, domain, task) for c in found)
+        shaped = [has_shape_of(c, domain, task) for c in found]
+        shape_hits += sum(shaped)
         shape_total += len(found)
         instances = [m for m in np.moveaxis(masks, -1, 0) if m.any()]
-        placed_hits += sum(has_shape_of(c, domain, task) for c in _placed_components(instances, found))
+        placed_hits += sum(shaped[j] for j in _placed_components(instances, found))
         instance_total += len(instances)
         count_hits += len(found) == len(components(masks.any(-1)))
     return {"shape_rate": shape_hits / max(shape_total, 1), "placed_shape_rate": placed_hits / max(instance_total, 1),
             "count_preservation": count_hits / len(pixels)}  # fmt: skip
 
 
-def _placed_components(instances: list[np.ndarray], found: list[np.ndarray]) -> list[np.ndarray]:
-    """The components over each instance: matched one to one, greedily by overlap / the smaller area."""
+def _placed_components(instances: list[np.ndarray], found: list[np.ndarray]) -> list[int]:
+    """Indices of the components over each instance: matched one to one, greedily by overlap / the smaller area."""
     if not instances or not found:
         return []
     instance_pixels = np.stack(instances).reshape(len(instances), -1).astype(np.float64)
     component_pixels = np.stack(found).reshape(len(found), -1).astype(np.float64)
     smaller = np.minimum.outer(instance_pixels.sum(1), component_pixels.sum(1))
     share = instance_pixels @ component_pixels.T / smaller
-    return [found[j] for _, j, _ in _greedy_pairs(share, PLACED_MIN_OVERLAP)]
+    return [j for _, j, _ in _greedy_pairs(share, PLACED_MIN_OVERLAP)]
 
 
 def _greedy_pairs(similarity: np.ndarray, minimum: float) -> list[tuple[int, int, float]]:
