@@ -107,9 +107,9 @@ def has_shape_of(mask: np.ndarray, domain: str, task: str = "squares") -> bool:
     """Is this component a shape of ``domain`` (discs in A; squares or bars in B, by ``task``)?"""
     fill = fill_ratio(mask)
     if domain == "B":
-        return fill >= SQUARE_MIN_FILL and (task == "squares" or elongation(mask) >= BAR_MIN_ELONGATION)
+        return fill >= SQUARE_MIN_FILL and (task != "bars" or elongation(mask) >= BAR_MIN_ELONGATION)
     disc = DISC_FILL_RANGE[0] <= fill < DISC_FILL_RANGE[1]
-    return disc and (task == "squares" or elongation(mask) < BAR_MIN_ELONGATION)
+    return disc and (task != "bars" or elongation(mask) < BAR_MIN_ELONGATION)
 
 
 def _mean_hue_nearer(image: np.ndarray, where: np.ndarray, target: str, source: str) -> bool:

@@ -165,6 +165,23 @@ def test_coco_builder_makes_one_mask_per_instance(tmp_path):
 
 
 @pytest.mark.parametrize("domain", ["A", "B"])
+def test_the_chosen_task_adds_unmasked_discs_that_a_translation_keeps(domain):
+    from instagan_jax import evaluation
+
+    for index in range(6):
+        image, masks = shapes.render(domain, 0, index, (40, 40), max_instances=4, task="chosen")
+        plain, plain_masks = shapes.render(domain, 0, index, (40, 40), max_instances=4)
+        np.testing.assert_array_equal(masks, plain_masks)  # the same instances as in "squares"
+        bystanders = (image != plain).any(-1)
+        assert bystanders.any() and not (bystanders & masks.any(0)).any()  # under the instances, without masks
+        assert evaluation.coloured_like(image / 127.5 - 1, "A")[bystanders].mean() > 0.95  # discs of A's colours
+        translation, counterparts = shapes.render(domain, 0, index, (40, 40), max_instances=4, task="chosen",
+                                                  translated=True)  # fmt: skip
+        untouched = ~(masks.any(0) | counterparts.any(0))
+        np.testing.assert_array_equal(translation[untouched], image[untouched])  # the bystanders stay
+
+
+@pytest.mark.parametrize("domain", ["A", "B"])
 def test_a_perfect_translation_swaps_each_shape_for_its_counterpart_over_the_same_background(domain):
     from instagan_jax import evaluation
 

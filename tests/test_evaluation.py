@@ -90,6 +90,7 @@ def test_the_bars_task_asks_bars_to_be_long_and_discs_to_be_round():
     long_ellipse = ((y - 16) / 3) ** 2 + ((x - 16) / 10) ** 2 <= 1
     assert evaluation.has_shape_of(bar, "B", "bars") and evaluation.has_shape_of(bar, "B", "squares")
     assert evaluation.has_shape_of(square, "B", "squares") and not evaluation.has_shape_of(square, "B", "bars")
+    assert evaluation.has_shape_of(square, "B", "chosen") and not evaluation.has_shape_of(bar, "A", "chosen")
     assert evaluation.has_shape_of(disc, "A", "bars") and evaluation.has_shape_of(disc, "A", "squares")
     assert evaluation.has_shape_of(long_ellipse, "A", "squares")
     assert not evaluation.has_shape_of(long_ellipse, "A", "bars")
@@ -137,5 +138,5 @@ def test_perfect_translations_are_of_the_held_out_examples_evaluate_scores(tmp_p
     for direction, scores in json.loads(out.read_text())["perfect_translation"].items():
         assert scores["colour_success"] == 1.0 and scores["background_error"] < 0.01, direction
         assert 0.5 <= scores["mask_shape_rate"] <= 1.0 and 0.0 <= scores["count_preservation"] <= 1.0
-    with pytest.raises(ValueError, match="squares task"):
+    with pytest.raises(ValueError, match="squares and chosen tasks"):
         training_data.perfect_translations(tiny_config(tmp_path, shapes_task="bars"), 4)

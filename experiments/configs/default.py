@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.shapes_num_train = 2000  # shapes: images per domain in train
     config.shapes_num_test = 200  # shapes: images per domain in test
     config.shapes_max_instances = 4  # shapes: instances per image (1..this)
-    config.shapes_task = "squares"  # shapes: discs <-> squares, or discs <-> bars (harder)
+    config.shapes_task = "squares"  # shapes: discs <-> squares, discs <-> bars (harder), chosen (squares + bystanders)
     config.coco_categories = ("sheep", "giraffe")  # coco: the A and B categories
     config.skip_bad_files = False  # folder: skip and count unusable images instead of failing
     config.decode_once = True  # decode + resize each image once and keep it in memory (uint8); off if RAM is short

@@ -7,7 +7,10 @@ network that cannot tell instances apart cannot place), 1 to 8 per image, overla
 (later instances occlude earlier ones; each mask is the visible part). Backgrounds are
 drawn from one distribution for both domains, so a good translation changes the instances
 and nothing else, and the ground truth needed to score it (shape, colour family, count) is
-known. Deterministic given (seed, index).
+known. Task "chosen" is "squares" with one or two bystanders in every image of both
+domains: discs drawn like domain A's instances but without a mask, under the instances, to
+be left as they are. Which discs of an A image to change is then in the masks alone, the
+case of a user who picks the instances to translate. Deterministic given (seed, index).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from PIL import Image
 
 # Hue ranges (in [0, 1)) of the two colour families.
 HUES = {"A": (0.97, 1.08), "B": (0.55, 0.66)}  # A: red-orange (wraps around 1), B: blue
-TASKS = ("squares", "bars")  # what domain B holds
+TASKS = ("squares", "bars", "chosen")  # what domain B holds; "chosen": squares, and bystanders in both
+BYSTANDERS = (1, 2)  # task "chosen": unmasked discs per image
 BAR_ELONGATION = (3.0, 4.5)  # long side / short side of the bars
 MIN_VISIBLE_FRACTION = 0.75
 
@@ -80,7 +84,7 @@ def render(
 
     n is drawn from [min_instances, max_instances]; it can fall short of the draw when the
     image is too small to hold that many recognisable shapes. ``translated`` (task "squares"
-    only): the same example as a perfect translation to the other domain draws it: each shape
+    and "chosen"): the same example as a perfect translation to the other domain draws it: each shape
     swapped for its counterpart (same centre and extents, the other domain's colours), in the
     same order, over the same background.
     """
@@ -90,11 +94,13 @@ def render(
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if not 1 <= min_instances <= max_instances:
         raise ValueError(f"need 1 <= min_instances <= max_instances, got {min_instances}, {max_instances}")
-    if translated and task != "squares":
-        raise ValueError(f"a perfect translation is defined for task 'squares' only, got {task!r}")
+    if translated and task == "bars":
+        raise ValueError("a perfect translation is defined for tasks 'squares' and 'chosen', not 'bars'")
     h, w = size
     rng = np.random.default_rng([seed, ord(domain), index])
     image = _background(rng, h, w)
+    if task == "chosen":  # from a stream of their own: the instances are drawn as in "squares"
+        _draw_bystanders(np.random.default_rng([seed, ord(domain), index, 2]), image)
     wanted = int(rng.integers(min_instances, max_instances + 1))
     visible: list[np.ndarray] = []
     counterparts: list[np.ndarray] = []  # the translation's visible shapes
@@ -123,6 +129,14 @@ def render(
     elif translated:
         image, visible = translation, counterparts
     return image.astype(np.uint8), np.stack(visible).astype(np.uint8) * 255
+
+
+def _draw_bystanders(rng: np.random.Generator, image: np.ndarray) -> None:
+    """Paints one or two discs of domain A's law onto ``image`` (they get no mask)."""
+    h, w = image.shape[:2]
+    for _ in range(int(rng.integers(BYSTANDERS[0], BYSTANDERS[1] + 1))):
+        disc, _ = _shape_mask(rng, "A", h, w, "squares")
+        image[disc] = _colour(rng, "A") * rng.uniform(0.9, 1.0, (1, 3))
 
 
 def _recognisable(mask: np.ndarray) -> bool:

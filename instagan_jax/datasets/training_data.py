@@ -85,15 +85,17 @@ def held_out_examples(config, workdir: str, phase: str, limit: int) -> dict:
 
 
 def perfect_translations(config, limit: int) -> dict:
-    """held_out_examples' shapes (squares task), rendered rather than read, and their perfect translations.
+    """held_out_examples' shapes (tasks squares and chosen), rendered rather than read, and their perfect translations.
 
     {image_X, masks_X}: the first ``limit`` held-out images of domain X, as held_out_examples
     reads them; {translated_X, translated_masks_X}: each as a perfect translation to the other
     domain draws it (shapes.render(translated=True)), read the same way.
     """
     task = training_config.shapes_task(config)
-    if config.dataset != "shapes" or task != "squares":
-        raise ValueError(f"perfect translations exist for the shapes set's squares task, not {config.dataset} / {task}")
+    if config.dataset != "shapes" or task == "bars":
+        raise ValueError(
+            f"perfect translations exist for the shapes set's squares and chosen tasks, not {config.dataset} / {task}"
+        )
     seed = builders.ShapesConfig.seed + builders.SHAPES_TEST_SEED_OFFSET  # as prepare_dataset's builder renders it
     size, fine = (config.shapes_size, config.shapes_size), tuple(config.fine_size)
     out = {}
