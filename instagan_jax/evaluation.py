@@ -19,7 +19,11 @@ their connected components are the output's instances.
 - colour success: fraction of input instances whose mean output colour (over the input
   instance's pixels) is nearer the target colour family than the source one;
 - background error: mean |input - output| (on [0, 1] images) outside the input instances,
-  the output instances, and a 1-pixel border around them.
+  the output instances, and a 1-pixel border around them;
+- bystanders kept (task "chosen" only): fraction of the input's unmasked disc-coloured
+  components (the discs no mask asked to change) still disc-coloured in the output, over
+  half of their pixels. The background error cannot see them: a bystander turned into a
+  target-coloured square counts as an output instance there.
 
 For InstaGAN the generated masks are scored too (`mask_shape_rate` per generated mask,
 `mask_count_preservation` of the merged masks): they show what the network meant to draw
@@ -143,7 +147,22 @@ def shapes_scores(
     }
     if output_masks is not None:
         scores.update(generated_mask_scores(input_masks, output_masks, target, task))
+    if task == "chosen":
+        scores["bystanders_kept"] = bystanders_kept(inputs, input_masks, outputs)
     return scores
+
+
+def bystanders_kept(inputs, input_masks, outputs) -> float:
+    """Fraction of the inputs' disc-coloured components outside the instances (and a 1-pixel
+    border: resized masks miss edge pixels) that keep the disc colour on most of their pixels."""
+    kept, total = 0, 0
+    for image_in, masks, image_out in zip(np.asarray(inputs), np.asarray(input_masks) > 0, outputs, strict=True):
+        outside = ~ndimage.binary_dilation(masks.any(-1), iterations=1)
+        still = coloured_like(image_out, "A")
+        for bystander in components(coloured_like(image_in, "A") & outside):
+            total += 1
+            kept += still[bystander].mean() > 0.5
+    return kept / total if total else float("nan")
 
 
 def generated_mask_scores(input_masks, output_masks, target: str, task: str = "squares") -> dict[str, float]:

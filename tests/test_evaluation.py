@@ -82,6 +82,21 @@ def test_the_placed_shape_rate_asks_where_the_shapes_are():
     assert scores["placed_shape_rate"] == 1.0
 
 
+def test_the_chosen_task_counts_the_bystanders_a_translation_keeps():
+    scene = [("disc", 8, 8, 5, RED), ("disc", 22, 22, 6, RED)]  # the second disc has no mask: a bystander
+    discs, masks = picture(scene)
+    masks = masks[..., :1]
+    perfect, _ = picture([("square", 8, 8, 5, BLUE), scene[1]])
+    blind, _ = picture([("square", 8, 8, 5, BLUE), ("square", 22, 22, 6, BLUE)])  # every disc translated
+    kept = evaluation.shapes_scores(discs[None], masks[None], perfect[None], "A", "B", task="chosen")
+    changed = evaluation.shapes_scores(discs[None], masks[None], blind[None], "A", "B", task="chosen")
+    assert kept["bystanders_kept"] == 1.0 and kept["count_preservation"] == 1.0
+    assert changed["bystanders_kept"] == 0.0 and changed["count_preservation"] == 0.0
+    assert changed["background_error"] == 0.0  # why the bystanders need a score of their own
+    assert kept["placed_shape_rate"] == changed["placed_shape_rate"] == 1.0
+    assert "bystanders_kept" not in evaluation.shapes_scores(discs[None], masks[None], perfect[None], "A", "B")
+
+
 def test_the_bars_task_asks_bars_to_be_long_and_discs_to_be_round():
     y, x = np.mgrid[:32, :32] + 0.5
     bar = (abs(y - 16) <= 2) & (abs(x - 16) <= 9)  # 5 x 18
