@@ -87,7 +87,7 @@ COLUMNS = (
     "colour_success",
     "background_error",
 )
-CHARTED = ("shape_rate", "mask_shape_rate", "count_preservation")
+CHARTED = ("shape_rate", "placed_shape_rate", "mask_shape_rate", "count_preservation")
 TIMING = "study_timing.json"
 
 
