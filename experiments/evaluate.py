@@ -83,8 +83,14 @@ def write_pictures(data, outputs, out_dir: str, step: int, rows: int) -> dict[st
     return files
 
 
-CHART_METRICS = ("shape_rate", "placed_shape_rate", "mask_shape_rate", "count_preservation", "background_error",
-                 "bystanders_kept")  # fmt: skip
+CHART_METRICS = (
+    "shape_rate",
+    "placed_shape_rate",
+    "mask_shape_rate",
+    "count_preservation",
+    "background_error",
+    "bystanders_kept",
+)
 
 
 def write_curves(results: list[dict], out_dir: str) -> None:

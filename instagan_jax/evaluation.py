@@ -153,11 +153,11 @@ def shapes_scores(
 
 
 def bystanders_kept(inputs, input_masks, outputs) -> float:
-    """Fraction of the inputs' disc-coloured components outside the instances (and a 1-pixel
-    border: resized masks miss edge pixels) that keep the disc colour on most of their pixels."""
+    """Fraction of the inputs' disc-coloured components outside the instances that keep the
+    disc colour on most of their pixels."""
     kept, total = 0, 0
     for image_in, masks, image_out in zip(np.asarray(inputs), np.asarray(input_masks) > 0, outputs, strict=True):
-        outside = ~ndimage.binary_dilation(masks.any(-1), iterations=1)
+        outside = _outside(masks.any(-1))
         still = coloured_like(image_out, "A")
         for bystander in components(coloured_like(image_in, "A") & outside):
             total += 1
@@ -240,10 +240,15 @@ def _mean_change_outside(inputs, outputs, changed: np.ndarray) -> float:
     and a 1-pixel border around it; images that are all instance do not count."""
     errors = []
     for image_in, image_out, region in zip(np.asarray(inputs), np.asarray(outputs), changed, strict=True):
-        keep = ~ndimage.binary_dilation(region, iterations=1)
+        keep = _outside(region)
         if keep.any():
             errors.append(np.abs(image_in - image_out)[keep].mean() / 2.0)
     return float(np.mean(errors)) if errors else float("nan")
+
+
+def _outside(region: np.ndarray) -> np.ndarray:
+    """The pixels outside ``region`` and a 1-pixel border around it (resized masks miss edge pixels)."""
+    return ~ndimage.binary_dilation(region, iterations=1)
 
 
 def instance_scores(true_masks, predicted_masks) -> dict[str, float]:

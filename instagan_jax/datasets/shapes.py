@@ -45,6 +45,11 @@ def _colour(rng: np.random.Generator, domain: str) -> np.ndarray:
     return np.array(rgb, np.float32) * 255
 
 
+def _instance_colour(rng: np.random.Generator, domain: str) -> np.ndarray:
+    """A shape's fill: its domain's colour, each channel dimmed by up to 10%."""
+    return _colour(rng, domain) * rng.uniform(0.9, 1.0, (1, 3))
+
+
 def _shape_mask(
     rng: np.random.Generator, domain: str, h: int, w: int, task: str
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -83,10 +88,10 @@ def render(
     """One example: (image uint8 (H, W, 3), masks uint8 (n, H, W) in {0, 255}), n <= max_instances.
 
     n is drawn from [min_instances, max_instances]; it can fall short of the draw when the
-    image is too small to hold that many recognisable shapes. ``translated`` (task "squares"
-    and "chosen"): the same example as a perfect translation to the other domain draws it: each shape
-    swapped for its counterpart (same centre and extents, the other domain's colours), in the
-    same order, over the same background.
+    image is too small to hold that many recognisable shapes. ``translated`` (tasks "squares"
+    and "chosen"): the same example as a perfect translation to the other domain draws it:
+    each shape swapped for its counterpart (same centre and extents, the other domain's
+    colours), in the same order, over the same background.
     """
     if domain not in HUES:
         raise ValueError(f"domain must be 'A' or 'B', got {domain!r}")
@@ -113,10 +118,10 @@ def render(
         shape, counterpart = _shape_mask(rng, domain, h, w, task)
         occluded = [m & ~shape for m in visible]
         if _recognisable(shape) and all(_recognisable(m) for m in occluded):
-            image[shape] = _colour(rng, domain) * rng.uniform(0.9, 1.0, (1, 3))
+            image[shape] = _instance_colour(rng, domain)
             visible = occluded + [shape]
             if translated:
-                translation[counterpart] = _colour(other_rng, other) * other_rng.uniform(0.9, 1.0, (1, 3))
+                translation[counterpart] = _instance_colour(other_rng, other)
                 counterparts = [m & ~counterpart for m in counterparts] + [counterpart]
     if not visible:  # tiny images: fall back to one centred instance
         drawn, image = (other, translation) if translated else (domain, image)
@@ -136,7 +141,7 @@ def _draw_bystanders(rng: np.random.Generator, image: np.ndarray) -> None:
     h, w = image.shape[:2]
     for _ in range(int(rng.integers(BYSTANDERS[0], BYSTANDERS[1] + 1))):
         disc, _ = _shape_mask(rng, "A", h, w, "squares")
-        image[disc] = _colour(rng, "A") * rng.uniform(0.9, 1.0, (1, 3))
+        image[disc] = _instance_colour(rng, "A")
 
 
 def _recognisable(mask: np.ndarray) -> bool:
