@@ -18,7 +18,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from instagan_jax import checkpoint, cli, parallel, stopping, train
+from instagan_jax import checkpoint, cli, divergence, parallel, stopping, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and the config.", required=True)
@@ -52,7 +52,7 @@ def main(argv):
     except stopping.StopRequested as stop:
         logging.warning("stopped by %s after saving a checkpoint", stop)
         sys.exit(stop.exit_status)
-    except (train.TrainingError, checkpoint.CheckpointWriteError, ValueError) as e:
+    except (train.TrainingError, divergence.Diverged, checkpoint.CheckpointWriteError, ValueError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from instagan_jax import checkpoint, cli, masker_train, stopping
+from instagan_jax import checkpoint, cli, divergence, masker_train, stopping
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard events.", required=True)
@@ -29,7 +29,7 @@ def main(argv):
     except stopping.StopRequested as stop:
         logging.warning("stopped by %s after saving a checkpoint", stop)
         sys.exit(stop.exit_status)
-    except (checkpoint.CheckpointWriteError, ValueError) as e:
+    except (divergence.Diverged, checkpoint.CheckpointWriteError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import checkpoint, checks, stopping, summaries, training_config
+from instagan_jax import checkpoint, checks, divergence, stopping, summaries, training_config
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
 from instagan_jax.step_progress import StepProgress
@@ -160,19 +160,28 @@ def train_masker(config: ml_collections.ConfigDict, workdir: str) -> dict:
             mngr.save(step, args=ocp.args.Composite(**items))
 
     progress = StepProgress(config.num_train_steps, start, "train masker")
+    last_good = start
     with stopping.stop_signals() as stop:
         try:
             for step in range(start + 1, config.num_train_steps + 1):
                 images, masks = _both_domains(next(batches))
                 params, opt_state, metrics = step_fn(params, opt_state, images, masks)
                 progress.dispatched(metrics)
-                if step % config.log_every_steps == 0 or step == config.num_train_steps:
-                    writer.write_scalars(step, {k: float(v) for k, v in jax.device_get(metrics).items()})
-                if step % config.image_every_steps == 0 or step == config.num_train_steps:
+                last = step == config.num_train_steps
+                signalled = "signal" in stop
+                saving = step % config.checkpoint_every_steps == 0 or last or signalled
+                logging_now = step % config.log_every_steps == 0 or last
+                if logging_now or saving:
+                    weights = params if saving else None
+                    scalars = divergence.checked_losses(metrics, weights, step, last_good, workdir)
+                if logging_now:
+                    writer.write_scalars(step, scalars)
+                if step % config.image_every_steps == 0 or last:
                     writer.write_images(step, {"masks": masks_picture(spec, params, held_out)[None]})
-                if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps or "signal" in stop:
+                if saving:
                     save(step)
-                if "signal" in stop:
+                    last_good = step
+                if signalled:
                     raise stopping.StopRequested(stop["signal"])
         finally:
             progress.close()

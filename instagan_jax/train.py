@@ -4,14 +4,13 @@ It builds the data (datasets/training_data.py) and the sharded, jitted train ste
 from the workdir's newest readable checkpoint (checkpoint.py's policy; or starts fresh, or
 fine-tunes from a converted authors' checkpoint), and then loops: step, log, picture,
 checkpoint. It stops cleanly on SIGTERM / SIGINT (after a
-checkpoint of the current step) and on a non-finite loss (naming the step and the loss,
-keeping the last good checkpoint).
+checkpoint of the current step) and on a non-finite loss or weight (naming the step and the
+loss, keeping the last good checkpoint; divergence.py).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import time
 
@@ -22,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import checkpoint, domains, parallel, stopping, summaries, training_config
+from instagan_jax import checkpoint, divergence, domains, parallel, stopping, summaries, training_config
 from instagan_jax import train_step as ts
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import translate_arrays
@@ -120,25 +119,24 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
                 batch = parallel.global_batch(next(batches), mesh)
                 state, metrics = step_fn(state, batch)
                 progress.dispatched(metrics)
-                if step % config.log_every_steps == 0 or step == config.num_train_steps:
-                    scalars = {k: float(v) for k, v in jax.device_get(metrics).items() if not k.startswith("chunks/")}
-                    bad = [k for k, v in scalars.items() if not math.isfinite(v)]
-                    if bad:
-                        raise TrainingError(
-                            f"non-finite loss {bad} at step {step}; the last good checkpoint is step {last_good} "
-                            f"in {checkpoint.checkpoint_dir(workdir)}"
-                        )
+                last = step == config.num_train_steps
+                signalled = "signal" in stop
+                saving = step % config.checkpoint_every_steps == 0 or last or signalled
+                logging_now = step % config.log_every_steps == 0 or last
+                if logging_now or saving:
+                    weights = state.params if saving else None
+                    scalars = divergence.checked_losses(metrics, weights, step, last_good, workdir)
+                if logging_now:
                     now = time.perf_counter()
                     scalars["steps_per_sec"] = (step - timer[1]) / max(now - timer[0], 1e-9)
                     timer = (now, step)
                     writer.write_scalars(step, scalars)  # also the plain log line, through clu's logging writer
-                if is_chief and (step % config.image_every_steps == 0 or step == config.num_train_steps):
+                if is_chief and (step % config.image_every_steps == 0 or last):
                     writer.write_images(step, {"translation": translation_picture(cfg, state, picture_batch)[None]})
-                if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
+                if saving:
                     save(step)
                     last_good = step
-                if "signal" in stop:
-                    save(step)
+                if signalled:
                     raise stopping.StopRequested(stop["signal"])
         finally:
             progress.close()

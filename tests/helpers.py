@@ -51,3 +51,24 @@ def masker_config(tmp_path, **overrides):
     config = tiny_config(tmp_path, ins_max=4, batch_size=2, checkpoint_every_steps=2, **overrides)
     config.masker = {"width": 4, "n_blocks": 1, "ins_max": 4, "sigma": 2.0, "centre_threshold": 0.2, "peak_window": 5}
     return config
+
+
+def diverging_from(step: int, monkeypatch) -> None:
+    """Makes training_data.build_data's batches NaN from the given step on, as a diverged run's
+    would be: what both training loops must stop at before saving."""
+    import numpy as np
+
+    from instagan_jax.datasets import training_data
+
+    build_data = training_data.build_data
+
+    def diverging(config, workdir):
+        batches, held_out = build_data(config, workdir)
+
+        def poisoned(position):
+            for at, batch in enumerate(batches(position), start=position // config.batch_size + 1):
+                yield {**batch, "image_A": np.full_like(batch["image_A"], np.nan)} if at >= step else batch
+
+        return poisoned, held_out
+
+    monkeypatch.setattr(training_data, "build_data", diverging)

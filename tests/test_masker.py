@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import REPO, masker_config
+from helpers import REPO, diverging_from, masker_config
 from PIL import Image
 
-from instagan_jax import checkpoint, evaluation, image_io, masker, masker_train
+from instagan_jax import checkpoint, divergence, evaluation, image_io, masker, masker_train
 from instagan_jax.inference import Translator
 
 SPEC = masker.MaskerSpec(width=4, n_blocks=1, ins_max=4)
@@ -86,6 +86,17 @@ def test_training_resumes_and_the_workdir_predicts_masks_as_instagan_reads_them(
     assert (np.diff(area, axis=-1) <= 0).all()  # largest first, empty slots last
     with pytest.raises(ValueError, match="multiples of 4"):
         predictor(np.zeros((1, 30, 32, 3), np.float32))
+
+
+def test_a_diverged_masker_run_stops_before_saving(masker_workdir, tmp_path, monkeypatch):
+    workdir = tmp_path / "run"
+    shutil.copytree(masker_workdir / "run", workdir)
+    diverging_from(3, monkeypatch)
+    config = masker_config(masker_workdir, num_train_steps=4, log_every_steps=4)
+    config.checkpoint_every_steps = 1
+    with pytest.raises(divergence.Diverged, match=r"at step 3; the last good checkpoint is step 2"):
+        masker_train.train_masker(config, str(workdir))
+    assert checkpoint.complete_steps(workdir) == [2]
 
 
 def test_a_damaged_masker_workdir_is_named(masker_workdir, tmp_path):

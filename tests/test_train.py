@@ -7,9 +7,9 @@ import chex
 import jax
 import numpy as np
 import pytest
-from helpers import shipped_config, tiny_config
+from helpers import diverging_from, shipped_config, tiny_config
 
-from instagan_jax import checkpoint, train, training_config
+from instagan_jax import checkpoint, divergence, train, training_config
 from instagan_jax.inference import Translator
 
 
@@ -118,14 +118,16 @@ def test_hostile_configs_fail_before_compiling_naming_the_key(tmp_path, override
     assert not os.path.exists(tmp_path / "never" / "checkpoints")
 
 
-def test_a_non_finite_loss_stops_training_naming_step_and_loss(data_dir):
+def test_a_non_finite_loss_stops_training_naming_step_and_loss_and_is_never_saved(data_dir, monkeypatch):
+    """Step 3 diverges (its batch is NaN): checked before its save, not at the next logged step (4)."""
+    diverging_from(3, monkeypatch)
     workdir = str(data_dir / "nan")
-    config = tiny_config(data_dir, lambda_a=float("nan"), checkpoint_every_steps=1, log_every_steps=2)
+    config = tiny_config(data_dir, checkpoint_every_steps=1, log_every_steps=4, max_checkpoints_to_keep=10)
     with pytest.raises(
-        train.TrainingError, match=r"non-finite loss \[.*'cyc_A'.*\] at step 2; the last good checkpoint is step 1"
+        divergence.Diverged, match=r"non-finite loss \[.*'cyc_A'.*\] at step 3; the last good checkpoint is step 2 in "
     ):
         train.train(config, workdir)
-    assert "2" not in os.listdir(os.path.join(workdir, "checkpoints"))
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", "2"]
 
 
 def test_fine_tunes_from_a_converted_authors_checkpoint(data_dir, converted_workdir):
