@@ -29,7 +29,7 @@ from instagan_jax.step_progress import StepProgress
 
 
 class TrainingError(RuntimeError):
-    """Training stopped for a reason the user must see (a non-finite loss, a mismatched init_from)."""
+    """Training cannot start as asked (config.init_from holds other networks than the config asks for)."""
 
 
 def _device_batch(batch: dict) -> dict:
