@@ -140,6 +140,14 @@ def has_ema(workdir: str, step: int) -> bool:
     return os.path.isdir(os.path.join(step_dir(workdir, step), EMA_ITEM))
 
 
+def has_config(workdir: str, step: int | None = None) -> bool:
+    """Was checkpoint ``step`` (latest if None) written by a training run, with its config?
+    (Checkpoints converted from the authors' .pth have none.)"""
+    steps = complete_steps(workdir)
+    step = (steps[-1] if steps else None) if step is None else step
+    return step is not None and os.path.isdir(os.path.join(step_dir(workdir, step), "config"))
+
+
 def load_networks(
     workdir: str, step: int | None = None, names: tuple[str, ...] | None = None, averaged: bool = True
 ) -> tuple[ModelSpec, dict]:

@@ -48,20 +48,26 @@ class Translator:
     ins_per: int = 2
     ins_max: int = 20
     masker: Callable[[np.ndarray], np.ndarray] | None = None  # images -> masks, for photos without any
+    binary_masks: bool = False  # threshold input masks at half, as the run's data were (config.binary_masks)
 
     def __post_init__(self):
         checks.check_chunking(self.ins_max, self.ins_per)
 
     @classmethod
     def from_workdir(cls, workdir: str, step: int | None = None, averaged: bool = True, **kwargs) -> Translator:
-        """The generators of a checkpoint: their moving averages if the run keeps them and ``averaged``."""
+        """The generators of a checkpoint: their moving averages if the run keeps them and ``averaged``;
+        its masks thresholded if the run trained on thresholded masks (converted checkpoints: soft)."""
         spec, generators = checkpoint.load_networks(workdir, step, names=("G_A", "G_B"), averaged=averaged)
+        config = checkpoint.load_config(workdir, step) if checkpoint.has_config(workdir, step) else {}
+        kwargs.setdefault("binary_masks", bool(config.get("binary_masks", False)))
         return cls(spec, generators, **kwargs)
 
     def translate_batch(self, images, masks, direction: str = "AtoB") -> tuple[np.ndarray, np.ndarray]:
         """images (B, H, W, 3) and prepared masks (B, H, W, ins_max) -> translated, as numpy."""
         images, masks = np.asarray(images, np.float32), np.asarray(masks, np.float32)
         checks.check_image_size(*images.shape[1:3])
+        if self.binary_masks:
+            masks = np.where(masks > 0, 1.0, -1.0).astype(np.float32)
         variables = self.generators[domains.generator(direction)]
         out_images, out_masks = translate_arrays(self.spec, variables, images, masks, self.ins_per)
         return np.asarray(out_images), np.asarray(out_masks)

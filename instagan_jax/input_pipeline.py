@@ -143,11 +143,18 @@ def order_and_pad(masks: tf.Tensor, ins_max: int, set_order: str, seed: tf.Tenso
     return masks
 
 
-def augment(stack, seed, *, fine_size, flip, ins_max, set_order):
-    """(H, W, 3 + n) uint8 -> {"image": (h, w, 3), "masks": (h, w, ins_max), "count": ()}, in [-1, 1]."""
+def augment(stack, seed, *, fine_size, flip, ins_max, set_order, binary_masks=False):
+    """(H, W, 3 + n) uint8 -> {"image": (h, w, 3), "masks": (h, w, ins_max), "count": ()}, in [-1, 1].
+
+    The resize leaves soft mask edges (as the authors' PIL resize does); ``binary_masks``
+    thresholds them at half, so that an edge is in or out along its whole length.
+    """
     stack = crop_and_flip(stack, fine_size, seed, flip)
     stack = tf.cast(stack, tf.float32) / 127.5 - 1.0
-    masks = order_and_pad(stack[..., 3:], ins_max, set_order, seed)
+    masks = stack[..., 3:]
+    if binary_masks:
+        masks = tf.where(masks > 0.0, 1.0, -1.0)
+    masks = order_and_pad(masks, ins_max, set_order, seed)
     count = tf.reduce_sum(tf.cast(tf.reduce_any(masks > -1.0, axis=[0, 1]), tf.int32))
     return {"image": stack[..., :3], "masks": masks, "count": count}
 
@@ -186,6 +193,7 @@ def make_dataset(
     process_count: int = 1,
     train: bool = True,
     decode_once: bool = True,
+    binary_masks: bool = False,
 ) -> tf.data.Dataset:
     """Batches of {image_A, masks_A, count_A, id_A, image_B, ...}, position = examples consumed globally.
 
@@ -198,7 +206,7 @@ def make_dataset(
         raise ValueError(f"fine_size {fine_size} is larger than load_size {load_size}")
     if not train and tuple(fine_size) != tuple(load_size):
         raise ValueError("evaluation reads whole images: fine_size must equal load_size")
-    options = dict(fine_size=tuple(fine_size), ins_max=ins_max, set_order=set_order)
+    options = dict(fine_size=tuple(fine_size), ins_max=ins_max, set_order=set_order, binary_masks=binary_masks)
     end = np.iinfo(np.int64).max if train else split_a.size
     read_a, read_b = (_stack_reader(split, tuple(load_size), decode_once) for split in (split_a, split_b))
 

@@ -51,6 +51,20 @@ def test_same_seed_same_batches_and_resume_from_a_position(splits):
     assert not np.array_equal(first["image_A"], other_seed["image_A"])
 
 
+def test_binary_masks_are_the_soft_masks_thresholded_at_half(splits):
+    soft, binary = (next(make(splits, binary_masks=b).as_numpy_iterator()) for b in (False, True))
+    assert np.any((soft["masks_A"] > -1) & (soft["masks_A"] < 1))  # the resize leaves soft edges
+    for x in "AB":
+        np.testing.assert_array_equal(binary[f"image_{x}"], soft[f"image_{x}"])
+        assert set(np.unique(binary[f"masks_{x}"])) == {-1.0, 1.0}
+        thresholded = np.where(soft[f"masks_{x}"] > 0, 1.0, -1.0).astype(np.float32)
+        for ours, theirs in zip(binary[f"masks_{x}"], thresholded, strict=True):
+            # the same slots; their order can differ where thresholding changes which is larger
+            assert sorted(m.tobytes() for m in np.moveaxis(ours, -1, 0)) == sorted(
+                m.tobytes() for m in np.moveaxis(theirs, -1, 0)
+            )
+
+
 def test_decoding_once_gives_the_stream_of_decoding_every_example(splits):
     cached, fresh = (make(splits, decode_once=d, set_order="random").as_numpy_iterator() for d in (True, False))
     for _ in range(4):  # 16 examples: past one epoch of the 12-image split

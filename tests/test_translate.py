@@ -86,6 +86,21 @@ def test_an_empty_chunk_leaves_the_image_unchanged(translator):
     np.testing.assert_array_equal(twice[1][..., 2:], -1)
 
 
+def test_a_translator_for_thresholded_masks_thresholds_what_it_is_given(translator):
+    assert not translator.binary_masks  # a converted checkpoint: the authors' soft masks
+    rng = np.random.default_rng(1)
+    image = rng.uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+    soft = -np.ones((1, 32, 32, 4), np.float32)
+    soft[0, 6:18, 6:18, 0] = np.linspace(-0.9, 0.9, 12)  # a ramp across the instance
+    thresholded = np.where(soft > 0, 1.0, -1.0).astype(np.float32)
+    binary = Translator(translator.spec, translator.generators, ins_per=2, ins_max=4, binary_masks=True)
+    for ours, theirs in zip(
+        binary.translate_batch(image, soft), translator.translate_batch(image, thresholded), strict=True
+    ):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not np.allclose(translator.translate_batch(image, soft)[0], binary.translate_batch(image, soft)[0])
+
+
 def test_bad_arguments_are_refused(translator):
     with pytest.raises(ValueError, match="multiple of ins_per"):
         Translator(translator.spec, translator.generators, ins_per=3, ins_max=4)
