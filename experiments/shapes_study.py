@@ -57,7 +57,7 @@ FLAGS = flags.FLAGS
 HERE = os.path.dirname(os.path.abspath(__file__))
 LEVERS = ["--config.upsample=resize_conv", "--config.ema_decay=0.999"]  # not in the paper (nor is the default lr)
 PAPER_LR = ["--config.learning_rate=2e-4"]
-PAPER = ["--config.upsample=transpose", "--config.ema_decay=0", *PAPER_LR]  # the paper's networks and lr, no average
+PAPER = ["--config.upsample=transpose", "--config.ema_decay=0", "--config.binary_masks=False", *PAPER_LR]  # no EMA
 CYCLE_GAN = ["--config.model=cycle_gan"]
 VARIANTS = {  # name: (what it is, config overrides on top of the default config)
     "insta_gan": ("InstaGAN", LEVERS),
@@ -77,6 +77,7 @@ VARIANTS = {  # name: (what it is, config overrides on top of the default config
     "random_order": ("InstaGAN, instances in random order", ["--config.set_order=random", *LEVERS]),
     "d_two_layers": ("InstaGAN, discriminators of two strided layers", ["--config.n_layers_d=2", *LEVERS]),
     "narrow_masks": ("InstaGAN, mask encoder of width 8", ["--config.ngf_mask=8", *LEVERS]),
+    "soft_masks": ("InstaGAN, the resize's soft mask edges", ["--config.binary_masks=False", *LEVERS]),
 }
 TRAINED = " (trained weights, not the average)"  # the row of a run scored without its average
 COLUMNS = (

@@ -21,9 +21,10 @@ from instagan_jax.models import ModelSpec
 # Keys whose change makes an old checkpoint or data position meaningless.
 SHAPE_KEYS = ("model", "ngf", "ngf_mask", "mask_decoder_width", "ndf", "n_blocks", "n_layers_d", "upsample",
               "ins_max", "ins_per", "fine_size", "load_size", "batch_size", "dataset", "dataroot", "shapes_task",
-              "phase", "seed")  # fmt: skip
+              "phase", "seed", "binary_masks")  # fmt: skip
 # SHAPE_KEYS added after checkpoints first stored their config, with the value older ones were made with.
-ADDED_SHAPE_KEYS = {"n_layers_d": 3, "shapes_task": "squares", "ngf_mask": 0, "mask_decoder_width": 0}
+ADDED_SHAPE_KEYS = {"n_layers_d": 3, "shapes_task": "squares", "ngf_mask": 0, "mask_decoder_width": 0,
+                    "binary_masks": False}  # fmt: skip
 DATASETS = ("shapes", "folder", "coco")
 
 

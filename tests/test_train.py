@@ -30,6 +30,7 @@ def test_train_writes_checkpoints_events_and_a_usable_model(data_dir):
     assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
     assert os.path.isfile(os.path.join(workdir, "config.json"))
     translator = Translator.from_workdir(workdir, ins_per=2, ins_max=4)
+    assert translator.binary_masks  # as the run read its masks (tiny.py keeps default.py's)
     out = translator.translate(np.zeros((32, 32, 3), np.float32), [np.pad(np.ones((8, 8)), 12, constant_values=-1)])
     assert np.isfinite(out["image"]).all() and out["masks"].shape == (32, 32, 4)
     # a second call with the same target does nothing: the run is complete
@@ -61,18 +62,18 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir):
 def test_resume_of_a_config_stored_before_a_key_existed_compares_the_value_it_was_made_with(tmp_path):
     """Checkpoints of former defaults stored no n_layers_d (they have three layers, not today's
     two), no ngf_mask and no mask_decoder_width (their mask paths are as wide as the paper's:
-    0, not tiny's 1 and 2)."""
+    0, not tiny's 1 and 2), and no binary_masks (they read soft masks)."""
     config = tiny_config(tmp_path)
-    added = ("n_layers_d", "shapes_task", "ngf_mask", "mask_decoder_width")
+    added = ("n_layers_d", "shapes_task", "ngf_mask", "mask_decoder_width", "binary_masks")
     older = {k: v for k, v in config.to_dict().items() if k not in added}
-    changes = r"ngf_mask: 0 -> 1, mask_decoder_width: 0 -> 2, n_layers_d: 3 -> 2"
+    changes = r"ngf_mask: 0 -> 1, mask_decoder_width: 0 -> 2, n_layers_d: 3 -> 2, binary_masks: False -> True"
     with pytest.raises(training_config.IncompatibleResume, match=changes):
         training_config.check_resume_compatible(config, older)
-    config.n_layers_d = 3
+    config.n_layers_d, config.binary_masks = 3, False
     with pytest.raises(training_config.IncompatibleResume, match=r"\(ngf_mask: 0 -> 1, mask_decoder_width: 0 -> 2\)"):
         training_config.check_resume_compatible(config, older)
     config.ngf_mask, config.mask_decoder_width = 0, 0
-    training_config.check_resume_compatible(config, older)  # the same networks: resumes
+    training_config.check_resume_compatible(config, older)  # the same networks and data: resumes
 
 
 def test_resume_with_a_different_model_is_refused_with_the_keys(data_dir):
@@ -93,6 +94,14 @@ def test_shipped_shapes_configs_pass_the_checks_with_their_chunks(name, chunks):
     config = shipped_config(name)
     training_config.validate(config)
     assert training_config.step_config(config).num_chunks == chunks
+
+
+@pytest.mark.parametrize("name", ["folder", "shp2gir_coco", "jeans2skirt_ccp", "pants2skirt_mhp"])
+def test_paper_configs_keep_the_authors_networks_and_soft_masks(name):
+    """default.py's levers (thresholded masks, resize upsampling, narrow mask path, average)
+    stay out of the paper's configs, whose checkpoints the authors' .pth files must match."""
+    config = shipped_config(name)
+    assert (config.binary_masks, config.upsample, config.ngf_mask, config.ema_decay) == (False, "transpose", 0, 0)
 
 
 @pytest.mark.parametrize(

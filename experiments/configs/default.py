@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.shapes_task = "squares"  # shapes: discs <-> squares, discs <-> bars (harder), chosen (squares + bystanders)
     config.coco_categories = ("sheep", "giraffe")  # coco: the A and B categories
     config.skip_bad_files = False  # folder: skip and count unusable images instead of failing
-    config.binary_masks = False  # threshold the resized masks at half (crisp edges); False: soft, as the authors'
+    config.binary_masks = True  # masks thresholded at half after the resize: squarer masks (README); paper: False
     config.decode_once = True  # decode + resize each image once and keep it in memory (uint8); off if RAM is short
     config.batch_size = 4  # global batch, divided over all devices
     config.mesh_shape = (-1,)  # devices on the (data,) axis: -1 = all devices of all processes

@@ -21,6 +21,7 @@ def get_config():
     config.n_blocks = 9
     config.n_layers_d = 3
     config.upsample = "transpose"  # the paper's networks
+    config.binary_masks = False  # the resize's soft mask edges, as the authors' data loader leaves them
     config.ema_decay = 0.0
     config.learning_rate = 2e-4
     config.ins_max = 4

@@ -99,21 +99,22 @@ def perfect_translations(config, limit: int) -> dict:
         )
     seed = builders.ShapesConfig.seed + builders.SHAPES_TEST_SEED_OFFSET  # as prepare_dataset's builder renders it
     size, fine = (config.shapes_size, config.shapes_size), tuple(config.fine_size)
+    binary = config.get("binary_masks", False)
     out = {}
     for x in "AB":
         for translated, prefix in ((False, ""), (True, "translated_")):
             read = [_as_read(*shapes.render(x, seed, i, size, config.shapes_max_instances, task=task,
-                                            translated=translated), fine, config.ins_max)
+                                            translated=translated), fine, config.ins_max, binary)
                     for i in range(limit)]  # fmt: skip
             out[f"{prefix}image_{x}"] = np.stack([image for image, _ in read])
             out[f"{prefix}masks_{x}"] = np.stack([masks for _, masks in read])
     return out
 
 
-def _as_read(image: np.ndarray, masks: np.ndarray, fine_size, ins_max: int) -> tuple[np.ndarray, np.ndarray]:
+def _as_read(image, masks, fine_size, ins_max: int, binary_masks: bool) -> tuple[np.ndarray, np.ndarray]:
     """A rendered example through the held-out pipeline: input_pipeline's resize to fine_size, then its augment."""
     stack = tf.concat([tf.constant(image), tf.transpose(tf.constant(masks), [1, 2, 0])], axis=-1)
     loaded = tf.cast(input_pipeline.resize(tf.cast(stack, tf.float32), fine_size), tf.uint8)  # as load() leaves it
     ex = input_pipeline.augment(loaded, tf.constant([0, 0], tf.int64), fine_size=fine_size, flip=False,
-                                ins_max=ins_max, set_order="decreasing")  # fmt: skip
+                                ins_max=ins_max, set_order="decreasing", binary_masks=binary_masks)  # fmt: skip
     return ex["image"].numpy(), ex["masks"].numpy()
