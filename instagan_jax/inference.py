@@ -59,7 +59,7 @@ class Translator:
         its masks thresholded if the run trained on thresholded masks (converted checkpoints: soft)."""
         spec, generators = checkpoint.load_networks(workdir, step, names=("G_A", "G_B"), averaged=averaged)
         config = checkpoint.load_config(workdir, step) if checkpoint.has_config(workdir, step) else {}
-        kwargs.setdefault("binary_masks", bool(config.get("binary_masks", False)))
+        kwargs.setdefault("binary_masks", config.get("binary_masks") is True)  # a stored string is not True
         return cls(spec, generators, **kwargs)
 
     def translate_batch(self, images, masks, direction: str = "AtoB") -> tuple[np.ndarray, np.ndarray]:
