@@ -42,6 +42,11 @@ def shapes_task(config) -> str:
     return config.get("shapes_task", ADDED_SHAPE_KEYS["shapes_task"])
 
 
+def binary_masks(config) -> bool:
+    """config.binary_masks; configs stored before it have none, and read soft masks."""
+    return config.get("binary_masks", ADDED_SHAPE_KEYS["binary_masks"]) is True
+
+
 def model_spec(config) -> ModelSpec:
     """The networks the config asks for (config.model, ngf, ndf, n_blocks)."""
     return _fields_from(ModelSpec, config)

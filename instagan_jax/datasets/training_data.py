@@ -55,14 +55,14 @@ def build_data(config, workdir: str):
             train["A"], train["B"], batch_size=local_batch, load_size=tuple(config.load_size),
             fine_size=tuple(config.fine_size), ins_max=config.ins_max, set_order=config.set_order, seed=config.seed,
             start_position=position, process_index=jax.process_index(), process_count=jax.process_count(),
-            decode_once=config.decode_once, binary_masks=config.get("binary_masks", False),
+            decode_once=config.decode_once, binary_masks=training_config.binary_masks(config),
         )  # fmt: skip
         return ds.as_numpy_iterator()
 
     fine = tuple(config.fine_size)
     eval_ds = input_pipeline.make_dataset(
         held_out["A"], held_out["B"], batch_size=min(4, held_out["A"].size), load_size=fine, fine_size=fine,
-        ins_max=config.ins_max, train=False, binary_masks=config.get("binary_masks", False),
+        ins_max=config.ins_max, train=False, binary_masks=training_config.binary_masks(config),
     )  # fmt: skip
     return train_iterator, next(eval_ds.as_numpy_iterator())
 
@@ -78,7 +78,7 @@ def held_out_examples(config, workdir: str, phase: str, limit: int) -> dict:
     for x, other in (("A", "B"), ("B", "A")):  # each domain read in order, paired with anything
         ds = input_pipeline.make_dataset(splits[x], splits[other], batch_size=64, load_size=fine, fine_size=fine,
                                          ins_max=config.ins_max, train=False,
-                                         binary_masks=config.get("binary_masks", False))  # fmt: skip
+                                         binary_masks=training_config.binary_masks(config))  # fmt: skip
         chunks = [(b["image_A"], b["masks_A"]) for b in ds.as_numpy_iterator()]
         out[f"image_{x}"] = np.concatenate([c[0] for c in chunks])[:limit]
         out[f"masks_{x}"] = np.concatenate([c[1] for c in chunks])[:limit]
@@ -99,7 +99,7 @@ def perfect_translations(config, limit: int) -> dict:
         )
     seed = builders.ShapesConfig.seed + builders.SHAPES_TEST_SEED_OFFSET  # as prepare_dataset's builder renders it
     size, fine = (config.shapes_size, config.shapes_size), tuple(config.fine_size)
-    binary = config.get("binary_masks", False)
+    binary = training_config.binary_masks(config)
     out = {}
     for x in "AB":
         for translated, prefix in ((False, ""), (True, "translated_")):
