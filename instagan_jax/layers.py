@@ -110,16 +110,20 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> ja
     Same numbers as ``lax.conv_general_dilated`` up to float rounding; see
     ``benchmarks/profile_step.py`` for the measurements behind each form.
     """
-    kh, kw, _, out = kernel.shape
-    if stride == 1 and out <= _FEW_OUTPUTS and kh * kw > 1:
+    kh, kw, channels, out = kernel.shape
+    if stride == 1 and out <= _FEW_OUTPUTS and channels >= _MANY_INPUTS and kh * kw > 1:
         return _conv_by_tap_products(x, kernel, padding)
     return _conv2d(x, kernel, stride, padding)
 
 
 # A 7x7 convolution to 1-3 channels (the generators' output layers) ran at 0.4-1.3 GFLOP/s
 # as a convolution, 50x slower than one matrix product to kh * kw * out channels followed
-# by a shifted sum of those channels.
+# by a shifted sum of those channels. From fewer inputs (only test-sized networks: every
+# layer of the default and paper networks that narrows to few outputs reads 8 or more) the
+# product has almost nothing to contract, and its kh * kw shifted views cost compile time
+# (a quarter of the tiny test step's) for no speed.
 _FEW_OUTPUTS = 4
+_MANY_INPUTS = 8
 
 
 def _as_matrix(kernel: jax.Array) -> jax.Array:

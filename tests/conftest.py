@@ -18,8 +18,12 @@ import pytest  # noqa: E402
 jax.config.update("jax_default_matmul_precision", "highest")
 # Training runs of the same tiny shapes recompile the same step: share compilations through
 # a persistent cache (between the xdist workers too) instead of paying each time.
-jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(__file__).parents[1] / ".pytest_cache" / "jax"))
+CACHE_ROOT = pathlib.Path(__file__).parents[1] / ".pytest_cache"
+jax.config.update("jax_compilation_cache_dir", str(CACHE_ROOT / "jax"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
+# The command-line tools that tests start (train.py restarted after a kill, evaluate.py, the
+# demo) share theirs in the repository too, not in the user's ~/.cache (see cli.py).
+os.environ.setdefault("INSTAGAN_JAX_COMPILATION_CACHE", str(CACHE_ROOT / "jax-cli"))
 
 GOLDEN_DIR = pathlib.Path(__file__).parent / "data" / "golden"
 

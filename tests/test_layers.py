@@ -98,8 +98,8 @@ def test_conv2d_equals_xla_convolution_values_and_gradients(size, kernel, stride
     """conv2d's faster forms (few outputs, hand-written gradients) give XLA's numbers up to rounding."""
     lo, hi = (padding, padding) if isinstance(padding, int) else padding
     pads = ((lo, hi), (lo, hi))
-    x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size - 1, 3))
-    w = jax.random.normal(jax.random.PRNGKey(1), (kernel, kernel, 3, out))
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size - 1, 8))
+    w = jax.random.normal(jax.random.PRNGKey(1), (kernel, kernel, 8, out))
     reference = lambda x, w: jax.lax.conv_general_dilated(
         x, w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
@@ -110,6 +110,14 @@ def test_conv2d_equals_xla_convolution_values_and_gradients(size, kernel, stride
     for a, b in pairs:
         chex.assert_equal_shape([a, b])
         np.testing.assert_allclose(a, b, atol=1e-5 * float(np.abs(b).max()))  # summation order only
+
+
+@pytest.mark.parametrize("kernel_shape, as_convolution", [((7, 7, 16, 3), False), ((4, 4, 8, 1), False),
+                                                          ((7, 7, 2, 3), True), ((3, 3, 16, 8), True)])  # fmt: skip
+def test_only_layers_narrowing_from_many_inputs_to_few_outputs_run_as_tap_products(kernel_shape, as_convolution):
+    x, kernel = jnp.ones((1, 9, 9, kernel_shape[2])), jnp.ones(kernel_shape)
+    jaxpr = str(jax.make_jaxpr(lambda x, k: layers.conv2d(x, k, 1, ((1, 1), (1, 1))))(x, kernel))
+    assert ("conv_general_dilated" in jaxpr) == as_convolution
 
 
 @pytest.mark.parametrize("upsample", ["transpose", "resize_conv"])

@@ -40,7 +40,7 @@ def test_train_writes_checkpoints_events_and_a_usable_model(data_dir):
 def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir):
     """Also: a generator average turned on at the resume starts from the restored generators,
     is saved beside them and is what translation uses (it never changes the training itself)."""
-    straight = train.train(tiny_config(data_dir), str(data_dir / "straight"))
+    straight = train.train(tiny_config(data_dir), str(data_dir / "run"))  # the first test's run, or trained here
     resumed_dir = str(data_dir / "resumed")
     train.train(tiny_config(data_dir, num_train_steps=2), resumed_dir)
     assert not checkpoint.has_ema(resumed_dir, 2)
