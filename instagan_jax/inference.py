@@ -13,7 +13,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from instagan_jax import checkpoint, checks, domains, sequential
+from instagan_jax import checkpoint, checks, domains, sequential, training_config
 from instagan_jax import masks as masks_lib
 from instagan_jax.models import ModelSpec
 from instagan_jax.xla_options import jit_at_first_call
@@ -59,7 +59,7 @@ class Translator:
         its masks thresholded if the run trained on thresholded masks (converted checkpoints: soft)."""
         spec, generators = checkpoint.load_networks(workdir, step, names=("G_A", "G_B"), averaged=averaged)
         config = checkpoint.load_config(workdir, step) if checkpoint.has_config(workdir, step) else {}
-        kwargs.setdefault("binary_masks", config.get("binary_masks") is True)  # a stored string is not True
+        kwargs.setdefault("binary_masks", training_config.binary_masks(config))
         return cls(spec, generators, **kwargs)
 
     def translate_batch(self, images, masks, direction: str = "AtoB") -> tuple[np.ndarray, np.ndarray]:

@@ -43,7 +43,8 @@ def shapes_task(config) -> str:
 
 
 def binary_masks(config) -> bool:
-    """config.binary_masks; configs stored before it have none, and read soft masks."""
+    """config.binary_masks; configs stored before it have none, and read soft masks (a stored
+    non-boolean, as a hostile config.json could hold, is not True either)."""
     return config.get("binary_masks", ADDED_SHAPE_KEYS["binary_masks"]) is True
 
 
