@@ -23,10 +23,9 @@ import orbax.checkpoint as ocp
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import checkpoint, checks, divergence, stopping, summaries, training_config
+from instagan_jax import checkpoint, checks, summaries, training_config, training_loop
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
-from instagan_jax.step_progress import StepProgress
 from instagan_jax.xla_options import compiler_options, jit_at_first_call
 
 ITEMS = ("masker", "trainer", "masker_spec", "config")
@@ -159,32 +158,14 @@ def train_masker(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      "config": ocp.args.JsonSave(config.to_dict())}  # fmt: skip
             mngr.save(step, args=ocp.args.Composite(**items))
 
-    progress = StepProgress(config.num_train_steps, start, "train masker")
-    last_good = start
-    with stopping.stop_signals() as stop:
-        try:
-            for step in range(start + 1, config.num_train_steps + 1):
-                images, masks = _both_domains(next(batches))
-                params, opt_state, metrics = step_fn(params, opt_state, images, masks)
-                progress.dispatched(metrics)
-                last = step == config.num_train_steps
-                signalled = "signal" in stop
-                saving = step % config.checkpoint_every_steps == 0 or last or signalled
-                logging_now = step % config.log_every_steps == 0 or last
-                if logging_now or saving:
-                    weights = params if saving else None
-                    scalars = divergence.checked_losses(metrics, weights, step, last_good, workdir)
-                if logging_now:
-                    writer.write_scalars(step, scalars)
-                if step % config.image_every_steps == 0 or last:
-                    writer.write_images(step, {"masks": masks_picture(spec, params, held_out)[None]})
-                if saving:
-                    save(step)
-                    last_good = step
-                if signalled:
-                    raise stopping.StopRequested(stop["signal"])
-        finally:
-            progress.close()
-            writer.flush()
-            mngr.wait_until_finished()
+    def advance():
+        nonlocal params, opt_state
+        images, masks = _both_domains(next(batches))
+        params, opt_state, metrics = step_fn(params, opt_state, images, masks)
+        return metrics
+
+    training_loop.run_steps(
+        config, workdir, mngr, writer, start=start, desc="train masker", step=advance, weights=lambda: params,
+        save=save, pictures=lambda: {"masks": masks_picture(spec, params, held_out)},
+    )  # fmt: skip
     return params

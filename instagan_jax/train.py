@@ -2,8 +2,8 @@
 
 It builds the data (datasets/training_data.py) and the sharded, jitted train step, resumes
 from the workdir's newest readable checkpoint (checkpoint.py's policy; or starts fresh, or
-fine-tunes from a converted authors' checkpoint), and then loops: step, log, picture,
-checkpoint. It stops cleanly on SIGTERM / SIGINT (after a
+fine-tunes from a converted authors' checkpoint), and then steps, logs, draws and saves
+through training_loop.run_steps, which also ends the run cleanly on SIGTERM / SIGINT (after a
 checkpoint of the current step) and on a non-finite loss or weight (naming the step and the
 loss, keeping the last good checkpoint; divergence.py).
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 
 import jax
 import ml_collections
@@ -21,11 +20,10 @@ import tensorflow as tf
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import checkpoint, divergence, domains, parallel, stopping, summaries, training_config
+from instagan_jax import checkpoint, domains, parallel, summaries, training_config, training_loop
 from instagan_jax import train_step as ts
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import translate_arrays
-from instagan_jax.step_progress import StepProgress
 
 
 class TrainingError(RuntimeError):
@@ -111,36 +109,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
         with checkpoint.explained_write_errors(mngr, workdir, f"checkpoint {step}"):
             checkpoint.save_train_state(mngr, step, state, cfg.spec, config.to_dict())
 
-    progress = StepProgress(config.num_train_steps, start, "train", disable=not is_chief)
-    last_good, timer = start, (time.perf_counter(), start)
-    with stopping.stop_signals() as stop:
-        try:
-            for step in range(start + 1, config.num_train_steps + 1):
-                batch = parallel.global_batch(next(batches), mesh)
-                state, metrics = step_fn(state, batch)
-                progress.dispatched(metrics)
-                last = step == config.num_train_steps
-                signalled = "signal" in stop
-                saving = step % config.checkpoint_every_steps == 0 or last or signalled
-                logging_now = step % config.log_every_steps == 0 or last
-                if logging_now or saving:
-                    weights = state.params if saving else None
-                    scalars = divergence.checked_losses(metrics, weights, step, last_good, workdir)
-                if logging_now:
-                    now = time.perf_counter()
-                    scalars["steps_per_sec"] = (step - timer[1]) / max(now - timer[0], 1e-9)
-                    timer = (now, step)
-                    writer.write_scalars(step, scalars)  # also the plain log line, through clu's logging writer
-                if is_chief and (step % config.image_every_steps == 0 or last):
-                    writer.write_images(step, {"translation": translation_picture(cfg, state, picture_batch)[None]})
-                if saving:
-                    save(step)
-                    last_good = step
-                if signalled:
-                    raise stopping.StopRequested(stop["signal"])
-        finally:
-            progress.close()
-            writer.flush()
-            with checkpoint.explained_write_errors(mngr, workdir, "the last checkpoint"):
-                mngr.wait_until_finished()
+    def advance():
+        nonlocal state
+        state, metrics = step_fn(state, parallel.global_batch(next(batches), mesh))
+        return metrics
+
+    training_loop.run_steps(
+        config, workdir, mngr, writer, start=start, desc="train", step=advance, weights=lambda: state.params,
+        save=save, pictures=lambda: {"translation": translation_picture(cfg, state, picture_batch)},
+        is_chief=is_chief,
+    )  # fmt: skip
     return state
