@@ -13,12 +13,11 @@ Cloud TPU), which sets them; see the README's "Scale out".
 """
 
 import logging as pylogging
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from instagan_jax import checkpoint, cli, divergence, parallel, stopping, train
+from instagan_jax import cli, parallel, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and the config.", required=True)
@@ -46,16 +45,7 @@ def main(argv):
         parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     except ValueError as e:
         raise app.UsageError(str(e)) from e
-    logging.info("config:\n%s", FLAGS.config)
-    try:
-        train.train(FLAGS.config, FLAGS.workdir)
-    except stopping.StopRequested as stop:
-        logging.warning("stopped by %s after saving a checkpoint", stop)
-        sys.exit(stop.exit_status)
-    except (train.TrainingError, divergence.Diverged, checkpoint.CheckpointWriteError, ValueError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    cli.train_or_exit(train.train, FLAGS.config, FLAGS.workdir, errors=(train.TrainingError,))
 
 
 if __name__ == "__main__":

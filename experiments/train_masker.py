@@ -8,12 +8,10 @@ Re-running the same command resumes from the workdir's latest checkpoint. Tensor
 ``tensorboard --logdir runs`` (losses, and photo | true masks | predicted masks).
 """
 
-import sys
-
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from instagan_jax import checkpoint, cli, divergence, masker_train, stopping
+from instagan_jax import cli, masker_train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard events.", required=True)
@@ -23,15 +21,7 @@ config_flags.DEFINE_config_file("config", "experiments/configs/masker.py", "Mask
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.info("config:\n%s", FLAGS.config)
-    try:
-        masker_train.train_masker(FLAGS.config, FLAGS.workdir)
-    except stopping.StopRequested as stop:
-        logging.warning("stopped by %s after saving a checkpoint", stop)
-        sys.exit(stop.exit_status)
-    except (divergence.Diverged, checkpoint.CheckpointWriteError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    cli.train_or_exit(masker_train.train_masker, FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ import os
 import sys
 
 import jax
-from absl import app
+from absl import app, logging
 
-from instagan_jax.checkpoint import CheckpointError
+from instagan_jax import divergence, stopping
+from instagan_jax.checkpoint import CheckpointError, CheckpointWriteError
 from instagan_jax.image_io import DataError
 from instagan_jax.torch_import import NotInstaGANError
 from instagan_jax.torch_pickle import TorchFileError
@@ -50,3 +51,19 @@ def run(main) -> None:
             sys.exit(1)
 
     app.run(guarded)
+
+
+def train_or_exit(train, config, workdir: str, errors: tuple[type[Exception], ...] = ()) -> None:
+    """Runs ``train(config, workdir)`` as a command ends it: a signal's stop (after its checkpoint) with the
+    shell's status, a diverged run, a failed checkpoint write, a bad config value or ``errors`` as one
+    line and status 1."""
+    logging.info("config:\n%s", config)
+    try:
+        train(config, workdir)
+    except stopping.StopRequested as stop:
+        logging.warning("stopped by %s after saving a checkpoint", stop)
+        sys.exit(stop.exit_status)
+    except (divergence.Diverged, CheckpointWriteError, ValueError, *errors) as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
