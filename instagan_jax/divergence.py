@@ -1,8 +1,8 @@
 """Stopping a diverged run before it is saved, so the newest checkpoint always resumes.
 
-Both training loops call ``checked_losses`` at every step they log or save, passing the
-weights when they are about to save them: a step's losses are computed before its update, so
-an update that overflows leaves finite losses and non-finite weights behind it.
+The training loop (training_loop.run_steps) calls ``checked_losses`` at every step it logs or
+saves, passing the weights when it is about to save them: a step's losses are computed before
+its update, so an update that overflows leaves finite losses and non-finite weights behind it.
 """
 
 from __future__ import annotations

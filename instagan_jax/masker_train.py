@@ -152,11 +152,10 @@ def train_masker(config: ml_collections.ConfigDict, workdir: str) -> dict:
     step_fn = make_step(spec, optimizer)
 
     def save(step: int):
-        with checkpoint.explained_write_errors(mngr, workdir, f"checkpoint {step}"):
-            items = {"masker": ocp.args.StandardSave(params), "trainer": ocp.args.StandardSave(opt_state),
-                     "masker_spec": ocp.args.JsonSave(dataclasses.asdict(spec)),
-                     "config": ocp.args.JsonSave(config.to_dict())}  # fmt: skip
-            mngr.save(step, args=ocp.args.Composite(**items))
+        items = {"masker": ocp.args.StandardSave(params), "trainer": ocp.args.StandardSave(opt_state),
+                 "masker_spec": ocp.args.JsonSave(dataclasses.asdict(spec)),
+                 "config": ocp.args.JsonSave(config.to_dict())}  # fmt: skip
+        mngr.save(step, args=ocp.args.Composite(**items))
 
     def advance():
         nonlocal params, opt_state

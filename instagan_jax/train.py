@@ -106,8 +106,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
             writer.write_hparams({k: str(v) for k, v in config.items()})
 
     def save(step: int):
-        with checkpoint.explained_write_errors(mngr, workdir, f"checkpoint {step}"):
-            checkpoint.save_train_state(mngr, step, state, cfg.spec, config.to_dict())
+        checkpoint.save_train_state(mngr, step, state, cfg.spec, config.to_dict())
 
     def advance():
         nonlocal state

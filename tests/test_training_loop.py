@@ -40,6 +40,19 @@ class Manager:
             raise self.error
 
 
+class FailingFrom(list):
+    """A save that records steps and fails from one on, as a disk turned read-only would."""
+
+    def __init__(self, first_failing: int):
+        super().__init__()
+        self.first_failing = first_failing
+
+    def append(self, step):
+        if step >= self.first_failing:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        super().append(step)
+
+
 def schedule(**overrides) -> ml_collections.ConfigDict:
     every = {"num_train_steps": 7, "log_every_steps": 3, "image_every_steps": 4, "checkpoint_every_steps": 5}
     return ml_collections.ConfigDict({**every, **overrides})
@@ -105,6 +118,15 @@ def test_diverged_weights_stop_the_run_before_they_are_saved(tmp_path):
     ):
         run()
     assert run.taken == [2, 3, 4, 5] and run.saved == []
+
+
+def test_a_failed_save_is_explained_with_the_checkpoints_that_survived(tmp_path):
+    os.makedirs(checkpoint.step_dir(str(tmp_path), 1))
+    run = Run(schedule(), tmp_path, Manager())
+    run.saved = FailingFrom(5)
+    with pytest.raises(checkpoint.CheckpointWriteError, match=r"could not write checkpoint 5 .*Read-only.*steps \[1\]"):
+        run()
+    assert run.taken == [2, 3, 4, 5]
 
 
 def test_a_failed_last_write_is_explained_with_the_checkpoints_that_survived(tmp_path):
