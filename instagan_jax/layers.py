@@ -34,32 +34,11 @@ def torch_default_init(fan_in: int):
     return init
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
-    """InstanceNorm2d(affine=False): per example and channel over H and W, biased var.
-
-    Its gradient is written out, dx = (dy - mean(dy) - y mean(dy y)) / std: two reductions
-    and one pass, where autodiff's took five passes over the activations (every generator
-    layer has one; the step at small sizes is bound by such passes, README: speed).
-    """
-    return _instance_norm_forward(x, eps)[0]
-
-
-def _instance_norm_forward(x, eps):
+    """InstanceNorm2d(affine=False): per example and channel over H and W, biased var."""
     mean = jnp.mean(x, axis=(1, 2), keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
-    inverse_std = jax.lax.rsqrt(var + eps)
-    y = (x - mean) * inverse_std
-    return y, (y, inverse_std)
-
-
-def _instance_norm_backward(eps, residuals, dy):
-    y, inverse_std = residuals
-    mean = lambda v: jnp.mean(v, axis=(1, 2), keepdims=True)
-    return (inverse_std * (dy - mean(dy) - y * mean(dy * y)),)
-
-
-instance_norm.defvjp(_instance_norm_forward, _instance_norm_backward)
+    return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
 def sum_rows(x: jax.Array) -> jax.Array:
