@@ -110,7 +110,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> ja
     Same numbers as ``lax.conv_general_dilated`` up to float rounding; see
     ``benchmarks/profile_step.py`` for the measurements behind each form.
     """
-    if stride == 1 and _few_outputs_from_many(kernel):
+    kh, kw, channels, out = kernel.shape
+    if stride == 1 and out <= _FEW_OUTPUTS and channels >= _MANY_INPUTS and kh * kw > 1:
         return _conv_by_tap_products(x, kernel, padding)
     return _conv2d(x, kernel, stride, padding)
 
@@ -123,12 +124,6 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> ja
 # than they save in the few steps such networks run (about 1 ms a layer at 32x32).
 _FEW_OUTPUTS = 4
 _MANY_INPUTS = 8
-
-
-def _few_outputs_from_many(kernel: jax.Array) -> bool:
-    """Whether a stride-1 correlation with this (kh, kw, in, out) kernel runs faster as tap products."""
-    kh, kw, channels, out = kernel.shape
-    return out <= _FEW_OUTPUTS and channels >= _MANY_INPUTS and kh * kw > 1
 
 
 def _as_matrix(kernel: jax.Array) -> jax.Array:
@@ -201,10 +196,7 @@ def _conv2d_backward(stride, padding, residuals, dy):
     (top, bottom), (left, right) = padding
     flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # (kh, kw, out, in)
     dx_padding = ((kh - 1 - top, h - 1 + top - (ho - 1) * stride), (kw - 1 - left, w - 1 + left - (wo - 1) * stride))
-    if stride == 1 and _few_outputs_from_many(flipped):  # the input layers' (7x7 to 1-3 image or mask channels)
-        dx = _tap_products_forward(dy, flipped, dx_padding)[0]
-    else:
-        dx = _correlate(dy, flipped, 1, dx_padding, lhs_dilation=(stride, stride))
+    dx = _correlate(dy, flipped, 1, dx_padding, lhs_dilation=(stride, stride))
     padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
     padded = padded[:, : (ho - 1) * stride + kh, : (wo - 1) * stride + kw]  # rows the kernel reaches
     # (in, H, W, batch) correlated with (ho, wo, batch, out): the batch is the contraction
