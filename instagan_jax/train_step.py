@@ -189,14 +189,10 @@ def generator_losses(cfg: StepConfig, d: Direction, g_params: dict, d_variables:
     )
     fake = jnp.concatenate([fake_image, generated], axis=-1)
     logits, mutated = cfg.spec.discriminator().apply(d_variables, fake, update_stats=True, mutable=["spectral"])
-    # The cycle and the identity pass run the same generator: one call on both batches
-    # halves its op count (the step is bound by the number of small ops, README: speed);
-    # every layer works per example, so the numbers are those of two calls.
-    cycled, identity = jnp.split(backward(jnp.concatenate([translated, real])), 2)
     terms = {
         "G": losses.adversarial(logits, True, cfg.gan_loss),
-        "cyc": losses.l1(cycled, real) * lam,
-        "idt": losses.l1(identity, real) * lam * cfg.lambda_idt,
+        "cyc": losses.l1(backward(translated), real) * lam,
+        "idt": losses.l1(backward(real), real) * lam * cfg.lambda_idt,
     }
     if cfg.spec.uses_masks:
         ctx = losses.context_preserving(carry[f"image_{d.source}"], fake_image, chunk, fake_masks)
