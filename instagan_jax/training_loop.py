@@ -38,10 +38,10 @@ def run_steps(
 ) -> None:
     """Calls ``step()`` for steps start + 1 .. config.num_train_steps.
 
-        step() takes the next step and returns its metrics (device values, read only when logged or
-        saved); weights() are what divergence checks before a save; save(n) writes checkpoint n (a failed
-    write is explained as the last one's is);
-        pictures() -> {name: H x W x 3 image}, drawn by the chief every config.image_every_steps.
+    step() takes the next step and returns its metrics (device values, read only when logged or
+    saved); weights() are what divergence checks before a save; save(n) writes checkpoint n (a
+    failed write is explained here, as the last one's is); pictures() -> {name: H x W x 3
+    image}, drawn by the chief every config.image_every_steps.
     """
     progress = StepProgress(config.num_train_steps, start, desc, disable=not is_chief)
     last_good, timer = start, (time.perf_counter(), start)
