@@ -6,8 +6,9 @@ over seeds, on two tasks, at equal steps and at equal wall-clock time.
 
 Trains (or resumes, or finds finished) one workdir per task, variant and seed under --root
 (ROOT/TASK/VARIANT/seedS) with the default config in the paper's chunks of two,
-discriminators of three layers and the mask path as wide as ngf makes it (--ins_per 2
---n_layers_d 3 --ngf_mask 0 --mask_decoder_width 0), --steps steps each (the
+discriminators of three layers, the mask path as wide as ngf makes it and the resize's soft
+mask edges (--ins_per 2 --n_layers_d 3 --ngf_mask 0 --mask_decoder_width 0 --nobinary_masks:
+the settings the reports were made with), --steps steps each (the
 learning rate constant for the first half, then decaying to zero), scores every checkpoint
 with experiments/evaluate.py (runs already scored at every checkpoint are not scored again;
 runs that average their generators are scored with and without the average), and writes
@@ -25,8 +26,8 @@ Times are only comparable between runs made on the same, otherwise idle machine,
 time.
 
 The default command's budget and settings (default.py: one chunk of four slots, two
-discriminator layers, a mask encoder of width 8, 6000 steps) are ``--ins_per 4 --n_layers_d 2
---ngf_mask 8 --steps 6000 --every 300``.
+discriminator layers, a mask encoder of width 8, thresholded masks, 6000 steps) are ``--ins_per 4
+--n_layers_d 2 --ngf_mask 8 --binary_masks --steps 6000 --every 300``.
 """
 
 import os
@@ -50,6 +51,7 @@ flags.DEFINE_integer("ins_per", 2, "Mask slots per chunk: 2, the paper's (the re
 flags.DEFINE_integer("n_layers_d", 3, "Discriminator layers: 3, the paper's (the reports); 2, default.py's.")
 flags.DEFINE_integer("ngf_mask", 0, "InstaGAN's mask-encoder width: 0, ngf's (the reports); 8, default.py's.")
 flags.DEFINE_integer("mask_decoder_width", 0, "InstaGAN's mask-decoder width: 0, from its inputs (the reports').")
+flags.DEFINE_bool("binary_masks", False, "Threshold the masks at half: no, the reports' soft edges; yes, default.py's.")
 flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
 flags.DEFINE_string("out", "results.md", "The report's file name, under --root.")
 FLAGS = flags.FLAGS
@@ -77,8 +79,10 @@ VARIANTS = {  # name: (what it is, config overrides on top of the default config
     "random_order": ("InstaGAN, instances in random order", ["--config.set_order=random", *LEVERS]),
     "d_two_layers": ("InstaGAN, discriminators of two strided layers", ["--config.n_layers_d=2", *LEVERS]),
     "narrow_masks": ("InstaGAN, mask encoder of width 8", ["--config.ngf_mask=8", *LEVERS]),
-    "soft_masks": ("InstaGAN, the resize's soft mask edges", ["--config.binary_masks=False", *LEVERS]),
+    "binary_masks": ("InstaGAN, masks thresholded at half", ["--config.binary_masks=True", *LEVERS]),
 }
+# The study's flags that set a config key of every run (a variant's overrides come after them).
+PINNED = ("ins_per", "n_layers_d", "ngf_mask", "mask_decoder_width", "binary_masks")
 TRAINED = " (trained weights, not the average)"  # the row of a run scored without its average
 COLUMNS = (
     "shape_rate",
@@ -97,6 +101,26 @@ def run(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], check=True)
 
 
+def train_args(workdir: str, task: str, overrides: list[str], seed: int, steps: int, every: int) -> list[str]:
+    """train.py's command line for one run: the default config, the pinned flags, the variant's overrides."""
+    half = steps // 2
+    return [os.path.join(HERE, "train.py"), f"--workdir={workdir}", f"--config={HERE}/configs/default.py",
+            f"--config.data_dir={os.path.join(FLAGS.root, 'tfds_data')}", f"--config.shapes_task={task}",
+            f"--config.seed={seed}", f"--config.num_train_steps={steps}", f"--config.niter={half}",
+            f"--config.niter_decay={steps - half}", f"--config.checkpoint_every_steps={every}",
+            f"--config.image_every_steps={steps}", "--config.max_checkpoints_to_keep=1000",
+            *(f"--config.{key}={FLAGS[key].value}" for key in PINNED), *overrides]  # fmt: skip
+
+
+def study_command() -> str:
+    """The command line that regenerates this report, every flag spelled out."""
+    names = ("root", "tasks", "variants", "seeds", "steps", "every", "num_examples", "out", *PINNED)
+    values = {name: FLAGS[name].value for name in names}
+    return "python experiments/shapes_study.py " + " ".join(
+        f"--{name}={','.join(value) if isinstance(value, list) else value}" for name, value in values.items()
+    )
+
+
 def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int, every: int) -> None:
     """Trains the run to ``steps``, a checkpoint every ``every``; notes when its first start began."""
     timing_path = os.path.join(workdir, TIMING)
@@ -108,17 +132,7 @@ def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int, 
         json_files.write_json(timing_path, {"started": time.time(), "resumed": resumed})
     else:  # a restart: its times include the pause
         json_files.write_json(timing_path, {**json_files.read_json(timing_path), "resumed": True})
-    half = steps // 2
-    run([os.path.join(HERE, "train.py"), f"--workdir={workdir}", f"--config={HERE}/configs/default.py",
-         f"--config.data_dir={os.path.join(FLAGS.root, 'tfds_data')}", f"--config.shapes_task={task}",
-         f"--config.seed={seed}", f"--config.num_train_steps={steps}", f"--config.niter={half}",
-         f"--config.niter_decay={steps - half}", f"--config.checkpoint_every_steps={every}",
-         f"--config.image_every_steps={steps}", "--config.max_checkpoints_to_keep=1000",
-         f"--config.ins_per={FLAGS.ins_per}",  # the reports' rows: 2, the paper's chunks (default.py: 4, one chunk)
-         f"--config.n_layers_d={FLAGS.n_layers_d}",  # the reports' rows: 3, the paper's (default.py: 2)
-         f"--config.ngf_mask={FLAGS.ngf_mask}",  # the reports' rows: 0, ngf's (default.py: 8)
-         f"--config.mask_decoder_width={FLAGS.mask_decoder_width}",
-         *overrides])  # fmt: skip
+    run(train_args(workdir, task, overrides, seed, steps, every))
 
 
 def score(workdir: str, averaged: bool) -> dict:
@@ -307,11 +321,9 @@ def main(argv):
     os.makedirs(pictures, exist_ok=True)
     text = ["# Shapes study", "",
             f"{FLAGS.seeds} seed{'s' if FLAGS.seeds > 1 else ''} per row, {FLAGS.steps} steps per run, "
-            f"{FLAGS.num_examples} held-out images per direction; the default config with ins_per {FLAGS.ins_per} "
-            f"and n_layers_d {FLAGS.n_layers_d} otherwise (`python experiments/shapes_study.py "
-            f"--root {FLAGS.root} --tasks {','.join(FLAGS.tasks)} --variants {','.join(FLAGS.variants)} "
-            f"--seeds {FLAGS.seeds} --steps {FLAGS.steps} --every {FLAGS.every} --num_examples {FLAGS.num_examples}"
-            f" --ins_per {FLAGS.ins_per} --n_layers_d {FLAGS.n_layers_d}`).", ""]  # fmt: skip
+            f"{FLAGS.num_examples} held-out images per direction; the default config with "
+            + ", ".join(f"{key} {FLAGS[key].value}" for key in PINNED)
+            + f" otherwise (`{study_command()}`).", ""]  # fmt: skip
     for task in FLAGS.tasks:
         rows = collect(task)
         reference = score(os.path.join(FLAGS.root, task, FLAGS.variants[0], "seed0"), True)["reference"]
