@@ -115,10 +115,7 @@ def train_args(workdir: str, task: str, overrides: list[str], seed: int, steps: 
 def study_command() -> str:
     """The command line that regenerates this report, every flag spelled out."""
     names = ("root", "tasks", "variants", "seeds", "steps", "every", "num_examples", "out", *PINNED)
-    values = {name: FLAGS[name].value for name in names}
-    return "python experiments/shapes_study.py " + " ".join(
-        f"--{name}={','.join(value) if isinstance(value, list) else value}" for name, value in values.items()
-    )
+    return "python experiments/shapes_study.py " + " ".join(FLAGS[name].serialize() for name in names)
 
 
 def train(workdir: str, task: str, overrides: list[str], seed: int, steps: int, every: int) -> None:
