@@ -203,13 +203,17 @@ def collect(task: str) -> dict[str, list[dict]]:
     return rows
 
 
+SPREAD = "mean ± population standard deviation over seeds"
+
+
 def summary(results: list[dict], direction: str, metric: str) -> tuple[float, float] | None:
+    """Mean and population standard deviation (np.std: divided by the number of seeds, not one less)."""
     values = [r[direction][metric] for r in results if metric in r[direction]]
     return (float(np.mean(values)), float(np.std(values))) if values else None
 
 
 def table(rows: dict[str, list[dict]]) -> str:
-    """rows: label -> one result per seed. Cells: mean ± standard deviation over seeds."""
+    """rows: label -> one result per seed. Cells: mean ± population standard deviation over seeds."""
     cols = [(d, c) for d in domains.DIRECTIONS for c in COLUMNS]
     lines = ["| | seeds | " + " | ".join(f"{d.replace('to', '→')} {c}" for d, c in cols) + " |",
              "|---" * (2 + len(cols)) + "|"]  # fmt: skip
@@ -274,13 +278,13 @@ def task_section(task: str, rows: dict[str, list[dict]], reference: dict, pictur
             f"{reference['B']['shape_rate']:.2f} (B) / {reference['A']['shape_rate']:.2f} (A), count "
             f"preservation {reference['B']['count_preservation']:.2f} / {reference['A']['count_preservation']:.2f}.",
             ""]  # fmt: skip
-    text += [f"### Equal steps: after {FLAGS.steps} steps (mean ± standard deviation over seeds)", "", table(final), ""]
+    text += [f"### Equal steps: after {FLAGS.steps} steps ({SPREAD})", "", table(final), ""]
     by_budget = {"equal steps": final}
     if insta in rows and timed_cycle in rows:
         timed = {label: [seed["results"][-1] for seed in seeds] for label, seeds in rows.items()
                  if label == insta or label.startswith(timed_cycle)}  # fmt: skip
         minutes = {label: np.mean([max(seed["seconds"].values()) for seed in rows[label]]) / 60 for label in timed}
-        text += ["### Equal time (mean ± standard deviation over seeds)", "",
+        text += [f"### Equal time ({SPREAD})", "",
                  "Mean wall-clock time per run, compilation included: " + "; ".join(
                      f"{label}: {m:.1f} min, {rows[label][0]['results'][-1]['step']} steps"
                      for label, m in minutes.items()), "", table(timed), ""]  # fmt: skip
