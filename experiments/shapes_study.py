@@ -259,10 +259,15 @@ def goals(task: str, rows_by_budget: dict[str, dict[str, list[dict]]]) -> list[s
     return lines
 
 
+def report_picture(pictures: str, name: str) -> str:
+    """The path of one of this report's pictures: named after the report, as reports share the folder."""
+    return os.path.join(pictures, f"{os.path.splitext(FLAGS.out)[0]}_{name}")
+
+
 def chart(curves: dict[str, list[list[dict]]], task: str, metric: str, x: str, pictures: str) -> str:
     """Draws the rows' learning curves of one metric over ``x`` ("step" or "minutes"); the Markdown image."""
     suffix = "" if x == "step" else f"_by_{x}"
-    path = os.path.join(pictures, f"{os.path.splitext(FLAGS.out)[0]}_{task}_{metric}{suffix}.png")  # one set per report
+    path = report_picture(pictures, f"{task}_{metric}{suffix}.png")
     title = f"{task}: {metric}, mean and min-max over seeds" + ("" if x == "step" else f", by {x}")
     charts.save(charts.learning_curves(curves, (metric,), title, x=x), path)
     return f"![{task} {metric}{suffix.replace('_', ' ')}](pictures/{os.path.basename(path)})"
@@ -306,9 +311,9 @@ def task_section(task: str, rows: dict[str, list[dict]], reference: dict, pictur
         last = score(workdir, True)["results"][-1]
         text += [f"{VARIANTS[name][0]}, seed 0, step {last['step']} (input | masks | translated | masks):", ""]
         for direction in domains.DIRECTIONS:
-            picture = f"{task}_{name}_{last['pictures'][direction]}"
-            shutil.copy(os.path.join(workdir, "eval", last["pictures"][direction]), os.path.join(pictures, picture))
-            text.append(f"![{task} {name} {direction}](pictures/{picture})")
+            picture = report_picture(pictures, f"{task}_{name}_{last['pictures'][direction]}")
+            shutil.copy(os.path.join(workdir, "eval", last["pictures"][direction]), picture)
+            text.append(f"![{task} {name} {direction}](pictures/{os.path.basename(picture)})")
         text.append("")
     return text
 
