@@ -21,6 +21,8 @@ from instagan_jax import domains  # noqa: E402
 
 LINE_STYLES = {"AtoB": "-", "BtoA": "--"}
 X_LABELS = {"step": "checkpoint step", "minutes": "wall-clock minutes (compilation included)"}
+PANEL_HEIGHT = 3.0  # inches: a panel with its title and axis labels; the legend below adds rows
+LEGEND_ROW_HEIGHT = 0.22
 
 
 def _per_seed(results_of_seeds: list[list[dict]], direction: str, metric: str, x: str):
@@ -56,7 +58,9 @@ def learning_curves(
     of different step costs side by side at equal time; ``x_label`` names the axis if the
     default for ``x`` would not say what it is.
     """
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(4.2 * len(metrics), PANEL_HEIGHT), squeeze=False, layout="constrained"
+    )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric in zip(axes[0], metrics, strict=True):
         for i, (label, seeds) in enumerate(runs.items()):
@@ -84,7 +88,10 @@ def learning_curves(
                 handles.append(h)
                 labels.append(lab)
     fig.suptitle(title)
-    fig.legend(handles, labels, loc="outside lower center", ncols=2 if len(metrics) > 1 else 1, frameon=False)
+    ncols = 2 if len(metrics) > 1 else 1
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
+    # the legend sits below the panels: a taller figure for a longer legend keeps the panels' height
+    fig.set_figheight(PANEL_HEIGHT + LEGEND_ROW_HEIGHT * -(-len(labels) // ncols))
     return fig
 
 

@@ -90,3 +90,16 @@ def test_compare_runs_draws_each_run_over_its_seed_files_and_names_a_file_it_can
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert twice.returncode != 0 and "labels must differ: ['InstaGAN']" in twice.stderr
     assert not (tmp_path / "not.svg").exists()
+
+
+def test_a_long_legend_sits_below_the_panel_without_squashing_it():
+    def layout(n_runs):
+        fig = charts.learning_curves({f"run {i}": [results(0.1 * i)] for i in range(n_runs)}, ("shape_rate",), "t")
+        fig.canvas.draw()  # constrained layout places the panel and legend at draw time
+        (ax,) = fig.axes
+        legend, panel = fig.legends[0].get_window_extent(), ax.get_window_extent()
+        assert legend.y1 <= panel.y0, (n_runs, legend, panel)  # no overlap
+        return panel.height / fig.dpi  # inches
+
+    one, many = layout(1), layout(6)  # a legend of 2 entries against 12
+    assert many > 0.85 * one, (one, many)
