@@ -213,7 +213,7 @@ def summary(results: list[dict], direction: str, metric: str) -> tuple[float, fl
 
 
 def table(rows: dict[str, list[dict]]) -> str:
-    """rows: label -> one result per seed. Cells: mean ± population standard deviation over seeds."""
+    """rows: label -> one result per seed. Cells: ``summary`` of the seeds."""
     cols = [(d, c) for d in domains.DIRECTIONS for c in COLUMNS]
     lines = ["| | seeds | " + " | ".join(f"{d.replace('to', '→')} {c}" for d, c in cols) + " |",
              "|---" * (2 + len(cols)) + "|"]  # fmt: skip

@@ -8,6 +8,8 @@ drawn over time. The format (PNG, SVG, PDF) follows the file name.
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display, whatever the machine has
@@ -91,7 +93,7 @@ def learning_curves(
     ncols = 2 if len(metrics) > 1 else 1
     fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False)
     # the legend sits below the panels: a taller figure for a longer legend keeps the panels' height
-    fig.set_figheight(PANEL_HEIGHT + LEGEND_ROW_HEIGHT * -(-len(labels) // ncols))
+    fig.set_figheight(PANEL_HEIGHT + LEGEND_ROW_HEIGHT * math.ceil(len(labels) / ncols))
     return fig
 
 
