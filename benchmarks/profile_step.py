@@ -112,8 +112,12 @@ def parse_hlo(text: str) -> dict[str, dict]:
     return ops
 
 
-def trace_times(run, steps: int) -> dict[str, float]:
-    """Seconds per step of each executed instruction (trace events named like HLO instructions)."""
+def trace_times(run, steps: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Seconds and executions per step of each executed instruction (trace events named like HLO instructions).
+
+    An instruction of the chunk scan's body runs once per chunk: its FLOPs per step are its
+    FLOPs times its executions.
+    """
     with tempfile.TemporaryDirectory() as log_dir:
         jax.profiler.start_trace(log_dir, create_perfetto_trace=True)
         for _ in range(steps):
@@ -123,11 +127,12 @@ def trace_times(run, steps: int) -> dict[str, float]:
         with gzip.open(path) as f:
             trace = json.load(f)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    totals = collections.Counter()
+    totals, executions = collections.Counter(), collections.Counter()
     for event in events:
         if event.get("ph") == "X" and "dur" in event:
             totals[event["name"]] += event["dur"] * 1e-6 / steps
-    return totals
+            executions[event["name"]] += 1 / steps
+    return totals, executions
 
 
 def main():
@@ -152,7 +157,7 @@ def main():
     start = time.perf_counter()
     run()
     step_time = time.perf_counter() - start
-    times = trace_times(run, args.steps)
+    times, executions = trace_times(run, args.steps)
     peak = compiled_step.matmul_flops_per_sec()
 
     rows = []
@@ -160,17 +165,18 @@ def main():
         info = ops.get(name)
         if info is None:
             continue
-        achieved = info["flops"] / seconds if info["flops"] and seconds > 0 else None
-        rows.append({**info, "name": name, "seconds": seconds, "gflop": info["flops"] / 1e9,
+        flops = info["flops"] * executions[name]
+        achieved = flops / seconds if flops and seconds > 0 else None
+        rows.append({**info, "name": name, "seconds": seconds, "executions": executions[name], "gflop": flops / 1e9,
                      "gflops_per_s": achieved and achieved / 1e9})  # fmt: skip
     rows.sort(key=lambda r: -r["seconds"])
     accounted = sum(r["seconds"] for r in rows)
-    by_kind = collections.defaultdict(lambda: {"seconds": 0.0, "gflop": 0.0, "count": 0})
+    by_kind = collections.defaultdict(lambda: {"seconds": 0.0, "gflop": 0.0, "runs": 0.0})
     for r in rows:
         k = by_kind[r["kind"]]
         k["seconds"] += r["seconds"]
         k["gflop"] += r["gflop"]
-        k["count"] += 1
+        k["runs"] += r["executions"]
 
     print(f"step {step_time:.2f} s (compile {compile_time:.0f} s), ops traced {accounted:.2f} s/step, "
           f"f32 matmul {peak / 1e9:.0f} GFLOP/s  [size {args.size}, ngf {args.ngf}, ins {args.ins_max}/{args.ins_per}, "
@@ -178,10 +184,10 @@ def main():
     if accounted < step_time:
         print(f"note: {step_time - accounted:.2f} s/step not in the trace: asynchronous ops (Eigen's convolutions and "
               "dots) are traced at launch only; rates above the matmul rate mark them")  # fmt: skip
-    print(f"\n{'op kind':<28} {'count':>6} {'s/step':>8} {'share':>6} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>7}")
+    print(f"\n{'op kind':<28} {'runs':>6} {'s/step':>8} {'share':>6} {'GFLOP':>8} {'GFLOP/s':>8} {'of peak':>7}")
     for kind, k in sorted(by_kind.items(), key=lambda kv: -kv[1]["seconds"]):
         rate = k["gflop"] / k["seconds"] if k["gflop"] else float("nan")
-        print(f"{kind:<28} {k['count']:>6} {k['seconds']:>8.3f} {k['seconds'] / accounted:>6.1%} {k['gflop']:>8.2f} "
+        print(f"{kind:<28} {k['runs']:>6.0f} {k['seconds']:>8.3f} {k['seconds'] / accounted:>6.1%} {k['gflop']:>8.2f} "
               f"{rate:>8.1f} {rate * 1e9 / peak:>7.1%}")  # fmt: skip
     print(f"\n{'top ops':<28} {'s/step':>8} {'GFLOP/s':>8}  {'layer':<44} output <- operands")
     for r in rows[: args.top]:
