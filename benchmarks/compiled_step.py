@@ -1,7 +1,8 @@
-"""The train step that the benchmarks time and profile: its flags, and the step compiled for them.
+"""The train step that the benchmarks time and profile: its flags, the step compiled for them, its timing.
 
-benchmarks/train_step.py and benchmarks/profile_step.py take the same model and step flags and
-build the same step on the same synthetic batch, so a profile explains the timed step.
+benchmarks/train_step.py, profile_step.py and convolution_share.py take the same model and
+step flags and build the same step on the same synthetic batch, so a profile explains the
+timed step.
 """
 
 import argparse
@@ -32,6 +33,18 @@ def add_step_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unroll", choices=["no", "yes"], default="no", help="unroll the chunk scan")
 
 
+def one_step_parser(description: str, steps: int) -> argparse.ArgumentParser:
+    """The flags of a script that studies the step at one ins_max (128x128, ngf 32, ins_max 4 unless told)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--ngf", type=int, default=32)
+    add_step_arguments(parser)
+    parser.add_argument("--ins_max", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--json", default=None)
+    return parser
+
+
 def step_config(args: argparse.Namespace, ins_max: int) -> ts.StepConfig:
     spec = ModelSpec(
         model=args.model, ngf=args.ngf, ndf=args.ndf or args.ngf, n_blocks=args.n_blocks, n_layers_d=args.n_layers_d,
@@ -56,6 +69,18 @@ def compile_step(args: argparse.Namespace, ins_max: int):
     start = time.perf_counter()
     compiled = parallel.sharded_train_step(cfg, mesh).lower(state, batch).compile()
     return compiled, cfg, state, batch, time.perf_counter() - start
+
+
+def time_steps(compiled, state, batch, steps: int) -> tuple[object, list[float]]:
+    """(state after, seconds of each step) for one warm-up step and then ``steps`` timed ones."""
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(metrics)
+        if i:
+            times.append(time.perf_counter() - start)
+    return state, times
 
 
 def matmul_flops_per_sec(n: int = 1024, repeats: int = 10) -> float:

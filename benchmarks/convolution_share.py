@@ -13,9 +13,7 @@ XLA schedules it, side by side with other work. The generators' 7x7 output layer
 products, ``layers._conv_by_tap_products``) keep running in every variant.
 """
 
-import argparse
 import functools
-import time
 from unittest import mock
 
 import compiled_step
@@ -61,26 +59,13 @@ def time_variant(args, roles: tuple[str, ...]) -> float:
     """Median seconds of --steps steps of the step compiled without ``roles``."""
     with mock.patch.object(layers, "_conv2d", convolution_without(roles)):
         compiled, _, state, batch, _ = compiled_step.compile_step(args, args.ins_max)
-    state, metrics = compiled(state, batch)  # warm-up
-    jax.block_until_ready(metrics)
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        state, metrics = compiled(state, batch)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - start)
+    _, times = compiled_step.time_steps(compiled, state, batch, args.steps)
     return float(np.median(times))
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--ngf", type=int, default=32)
-    compiled_step.add_step_arguments(parser)
-    parser.add_argument("--ins_max", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3)
+    parser = compiled_step.one_step_parser(__doc__, steps=3)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
     times = {name: [] for name in VARIANTS}
     for _ in range(args.rounds):

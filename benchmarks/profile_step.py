@@ -20,7 +20,6 @@ in fusions; without its convolutions the whole step takes 15% of its time): read
 against each other, and the convolutions' share from benchmarks/convolution_share.py.
 """
 
-import argparse
 import collections
 import glob
 import gzip
@@ -28,7 +27,6 @@ import json
 import math
 import re
 import tempfile
-import time
 
 import compiled_step  # the step of benchmarks/train_step.py, and the matmul rate
 import jax
@@ -139,27 +137,18 @@ def trace_times(run, steps: int) -> tuple[dict[str, float], dict[str, float]]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--ngf", type=int, default=32)
-    compiled_step.add_step_arguments(parser)
-    parser.add_argument("--ins_max", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=2)
+    parser = compiled_step.one_step_parser(__doc__, steps=2)
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
     compiled, _, state, batch, compile_time = compiled_step.compile_step(args, args.ins_max)
     ops = parse_hlo(compiled.as_text())
+    state, (step_time,) = compiled_step.time_steps(compiled, state, batch, 1)
     holder = {"state": state}
 
     def run():
         holder["state"], metrics = compiled(holder["state"], batch)
         jax.block_until_ready(metrics)
 
-    run()  # warm-up
-    start = time.perf_counter()
-    run()
-    step_time = time.perf_counter() - start
     times, executions = trace_times(run, args.steps)
     peak = compiled_step.matmul_flops_per_sec()
 

@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import compiled_step
 import jax
@@ -33,14 +32,7 @@ def measure(args, ins_max: int) -> dict:
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    state, metrics = compiled(state, batch)  # warm-up
-    jax.block_until_ready(metrics)
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        state, metrics = compiled(state, batch)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - start)
+    _, times = compiled_step.time_steps(compiled, state, batch, args.steps)
     return {
         "size": args.size, "ngf": args.ngf, "ngf_mask": args.ngf_mask, "mask_decoder_width": args.mask_decoder_width,
         "ndf": cfg.spec.ndf, "n_blocks": args.n_blocks, "n_layers_d": args.n_layers_d, "ema_decay": args.ema_decay,
