@@ -114,10 +114,10 @@ def parse_hlo(text: str) -> dict[str, dict]:
 
 
 def trace_times(run, steps: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Seconds and executions per step of each executed instruction (trace events named like HLO instructions).
+    """Seconds and runs per step of each executed instruction (trace events named like HLO instructions).
 
     An instruction of the chunk scan's body runs once per chunk: its FLOPs per step are its
-    FLOPs times its executions.
+    FLOPs times its runs.
     """
     with tempfile.TemporaryDirectory() as log_dir:
         jax.profiler.start_trace(log_dir, create_perfetto_trace=True)
@@ -128,12 +128,12 @@ def trace_times(run, steps: int) -> tuple[dict[str, float], dict[str, float]]:
         with gzip.open(path) as f:
             trace = json.load(f)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
-    totals, executions = collections.Counter(), collections.Counter()
+    totals, runs = collections.Counter(), collections.Counter()
     for event in events:
         if event.get("ph") == "X" and "dur" in event:
             totals[event["name"]] += event["dur"] * 1e-6 / steps
-            executions[event["name"]] += 1 / steps
-    return totals, executions
+            runs[event["name"]] += 1 / steps
+    return totals, runs
 
 
 def main():
@@ -149,7 +149,7 @@ def main():
         holder["state"], metrics = compiled(holder["state"], batch)
         jax.block_until_ready(metrics)
 
-    times, executions = trace_times(run, args.steps)
+    times, runs = trace_times(run, args.steps)
     peak = compiled_step.matmul_flops_per_sec()
 
     rows = []
@@ -157,9 +157,9 @@ def main():
         info = ops.get(name)
         if info is None:
             continue
-        flops = info["flops"] * executions[name]
+        flops = info["flops"] * runs[name]
         achieved = flops / seconds if flops and seconds > 0 else None
-        rows.append({**info, "name": name, "seconds": seconds, "executions": executions[name], "gflop": flops / 1e9,
+        rows.append({**info, "name": name, "seconds": seconds, "runs": runs[name], "gflop": flops / 1e9,
                      "gflops_per_s": achieved and achieved / 1e9})  # fmt: skip
     rows.sort(key=lambda r: -r["seconds"])
     accounted = sum(r["seconds"] for r in rows)
@@ -168,7 +168,7 @@ def main():
         k = by_kind[r["kind"]]
         k["seconds"] += r["seconds"]
         k["gflop"] += r["gflop"]
-        k["runs"] += r["executions"]
+        k["runs"] += r["runs"]
 
     print(f"step {step_time:.2f} s (compile {compile_time:.0f} s), ops traced {accounted:.2f} s/step, "
           f"f32 matmul {peak / 1e9:.0f} GFLOP/s  [size {args.size}, ngf {args.ngf}, ins {args.ins_max}/{args.ins_per}, "
