@@ -82,12 +82,11 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
 
-def _correlate(x, kernel, stride: int, padding, **dilations) -> jax.Array:
+def _correlate(x, kernel, stride: int, padding) -> jax.Array:
     smaller_than_kernel = x.shape[1] < kernel.shape[0] or x.shape[2] < kernel.shape[1]
-    undilated = all(d == (1, 1) for d in dilations.values())
-    if smaller_than_kernel and stride == 1 and undilated and not isinstance(padding, str):
+    if smaller_than_kernel and stride == 1 and not isinstance(padding, str):
         return _correlate_by_patches(x, kernel, padding)
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_NHWC, **dilations)
+    return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_NHWC)
 
 
 def _correlate_by_patches(x, kernel, padding) -> jax.Array:
@@ -192,16 +191,70 @@ def _conv2d_forward(x, kernel, stride, padding):
 
 def _conv2d_backward(stride, padding, residuals, dy):
     x, kernel = residuals
-    (kh, kw), (h, w), (ho, wo) = kernel.shape[:2], x.shape[1:3], dy.shape[1:3]
     (top, bottom), (left, right) = padding
-    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # (kh, kw, out, in)
-    dx_padding = ((kh - 1 - top, h - 1 + top - (ho - 1) * stride), (kw - 1 - left, w - 1 + left - (wo - 1) * stride))
-    dx = _correlate(dy, flipped, 1, dx_padding, lhs_dilation=(stride, stride))
     padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    padded = padded[:, : (ho - 1) * stride + kh, : (wo - 1) * stride + kw]  # rows the kernel reaches
-    # (in, H, W, batch) correlated with (ho, wo, batch, out): the batch is the contraction
-    dk = _correlate(padded.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), 1, "VALID", rhs_dilation=(stride, stride))
-    return dx, dk.transpose(1, 2, 0, 3)
+    if stride == 1:
+        return _input_gradient(dy, kernel, padding), _kernel_gradient(padded, dy)
+    d_padded, dk = _strided_gradients_by_phases(padded, kernel, stride, dy)
+    h, w = x.shape[1:3]
+    return d_padded[:, top : top + h, left : left + w], dk
+
+
+def _input_gradient(dy: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+    """The input gradient of a stride-1 correlation: dy correlated with the flipped kernel."""
+    (kh, kw), ((top, bottom), (left, right)) = kernel.shape[:2], padding
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)  # (kh, kw, out, in)
+    return _correlate(dy, flipped, 1, ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)))
+
+
+def _kernel_gradient(padded: jax.Array, dy: jax.Array) -> jax.Array:
+    """The kernel gradient of a VALID stride-1 correlation: the inputs correlated with the
+    output gradient, the batch as the contraction ((in, H, W, batch) with (ho, wo, batch, out))."""
+    dk = _correlate(padded.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), 1, "VALID")
+    return dk.transpose(1, 2, 0, 3)
+
+
+def _fit(x: jax.Array, sizes: tuple[int, int], axes: tuple[int, int]) -> jax.Array:
+    """x cut or zero-padded at the end to ``sizes`` along ``axes``."""
+    pads = [(0, 0)] * x.ndim
+    for size, axis in zip(sizes, axes, strict=True):
+        pads[axis] = (0, max(0, size - x.shape[axis]))
+    x = jnp.pad(x, pads)
+    return x[tuple(slice(sizes[axes.index(i)]) if i in axes else slice(None) for i in range(x.ndim))]
+
+
+def _strided_gradients_by_phases(padded, kernel, stride: int, dy):
+    """Both gradients of a VALID stride-s correlation of ``padded``, as s * s stride-1 ones.
+
+    With the input's phase x_ab = padded[a::s, b::s] and the kernel's k_ab = kernel[a::s, b::s],
+    the strided correlation is the sum over (a, b) of the stride-1 correlations of x_ab with
+    k_ab, so each phase's gradients are a stride-1 correlation's. XLA's CPU backend computes
+    strided ones with dilated operands: the encoders' and discriminators' strided layers'
+    kernel gradients ran at 30-180 GFLOP/s, these at 100-280 (docs/speed.md).
+    """
+    kh, kw, channels, out = kernel.shape
+    batch, ho, wo, _ = dy.shape
+    taps = (-(-kh // stride), -(-kw // stride))  # the most taps of a kernel phase
+    rows = (ho + taps[0] - 1, wo + taps[1] - 1)  # the rows and columns an input phase needs
+    phases = _fit(padded, (stride * rows[0], stride * rows[1]), (1, 2))
+    phases = phases.reshape(batch, rows[0], stride, rows[1], stride, channels)
+    dk_phases, dx_phases = [], []
+    for a in range(stride):
+        for b in range(stride):
+            k_ab = kernel[a::stride, b::stride]
+            if 0 in k_ab.shape:  # a kernel smaller than the stride never reads this phase
+                dk_phases.append(jnp.zeros((*taps, channels, out), kernel.dtype))
+                dx_phases.append(jnp.zeros((batch, *rows, channels), dy.dtype))
+                continue
+            x_ab = phases[:, : ho + k_ab.shape[0] - 1, a, : wo + k_ab.shape[1] - 1, b]
+            dk_phases.append(_fit(_kernel_gradient(x_ab, dy), taps, (0, 1)))
+            dx_phases.append(_fit(_input_gradient(dy, k_ab, ((0, 0), (0, 0))), rows, (1, 2)))
+    # phase (a, b)'s tap (q, r) is the kernel's tap (s q + a, s r + b); likewise for input rows
+    dk = jnp.stack(dk_phases).reshape(stride, stride, *taps, channels, out)
+    dk = dk.transpose(2, 0, 3, 1, 4, 5).reshape(stride * taps[0], stride * taps[1], channels, out)
+    dx = jnp.stack(dx_phases).reshape(stride, stride, batch, *rows, channels)
+    dx = dx.transpose(2, 3, 0, 4, 1, 5).reshape(batch, stride * rows[0], stride * rows[1], channels)
+    return _fit(dx, padded.shape[1:3], (1, 2)), dk[:kh, :kw]
 
 
 _conv2d.defvjp(_conv2d_forward, _conv2d_backward)

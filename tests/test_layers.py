@@ -92,6 +92,9 @@ def test_spectral_conv_normalises_by_the_top_singular_value():
         (16, 7, 1, 0, 1),
         (8, 4, 1, 1, 3),
         (4, 4, 1, 1, 5),  # inputs and output gradients smaller than the kernel
+        (13, 4, 2, 0, 5),  # strided gradients by phases: rows the kernel never reaches
+        (12, 5, 3, 2, 5),
+        (9, 1, 2, 0, 5),  # a kernel smaller than the stride: phases it never reads
     ],  # fmt: skip
 )
 def test_conv2d_equals_xla_convolution_values_and_gradients(size, kernel, stride, padding, out):
