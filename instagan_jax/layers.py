@@ -176,11 +176,11 @@ def _conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> j
     Autodiff expresses them as convolutions with transposed dimension labels, which XLA's
     CPU backend rewrites into fast forward convolutions in straight-line code but not inside
     a while loop, where they ran 15-25x slower: a rolled ``lax.scan`` over instance chunks
-    was 6x slower than the unrolled one. Here the input gradient is the stride-dilated
-    output gradient correlated with the flipped kernel, and the kernel gradient the inputs
-    correlated with the output gradient over the batch (one forward convolution each; with
-    Eigen's convolutions, see xla_options, faster at every size than one matrix product per
-    kernel tap, and half the memory).
+    was 6x slower than the unrolled one. Here the input gradient is the output gradient
+    correlated with the flipped kernel, and the kernel gradient the inputs correlated with
+    the output gradient over the batch (one forward convolution each; with Eigen's
+    convolutions, see xla_options, faster at every size than one matrix product per kernel
+    tap, and half the memory); a strided convolution's are those of its stride-1 phases.
     """
     return _correlate(x, kernel, stride, padding)
 
