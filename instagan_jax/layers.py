@@ -216,11 +216,20 @@ def _kernel_gradient(padded: jax.Array, dy: jax.Array) -> jax.Array:
 
 def _fit(x: jax.Array, sizes: tuple[int, int], axes: tuple[int, int]) -> jax.Array:
     """x cut or zero-padded at the end to ``sizes`` along ``axes``."""
-    pads = [(0, 0)] * x.ndim
+    config = [(0, 0, 0)] * x.ndim
     for size, axis in zip(sizes, axes, strict=True):
-        pads[axis] = (0, max(0, size - x.shape[axis]))
-    x = jnp.pad(x, pads)
-    return x[tuple(slice(sizes[axes.index(i)]) if i in axes else slice(None) for i in range(x.ndim))]
+        config[axis] = (0, size - x.shape[axis], 0)
+    return jax.lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
+def _interleave_phases(phases: list[jax.Array]) -> jax.Array:
+    """s * s (B, H, W, C) phases, phase (a, b) at index a * s + b -> (B, s H, s W, C), phase (a, b)
+    at rows a::s and columns b::s."""
+    stride = math.isqrt(len(phases))
+    rows = [jnp.stack(phases[a * stride : (a + 1) * stride], axis=3) for a in range(stride)]  # (B, H, W, s, C)
+    y = jnp.stack(rows, axis=2)  # (B, H, s, W, s, C)
+    batch, h, _, w, _, channels = y.shape
+    return y.reshape(batch, stride * h, stride * w, channels)
 
 
 def _strided_gradients_by_phases(padded, kernel, stride: int, dy):
@@ -250,11 +259,9 @@ def _strided_gradients_by_phases(padded, kernel, stride: int, dy):
             dk_phases.append(_fit(_kernel_gradient(x_ab, dy), taps, (0, 1)))
             dx_phases.append(_fit(_input_gradient(dy, k_ab, ((0, 0), (0, 0))), rows, (1, 2)))
     # phase (a, b)'s tap (q, r) is the kernel's tap (s q + a, s r + b); likewise for input rows
-    dk = jnp.stack(dk_phases).reshape(stride, stride, *taps, channels, out)
-    dk = dk.transpose(2, 0, 3, 1, 4, 5).reshape(stride * taps[0], stride * taps[1], channels, out)
-    dx = jnp.stack(dx_phases).reshape(stride, stride, batch, *rows, channels)
-    dx = dx.transpose(2, 3, 0, 4, 1, 5).reshape(batch, stride * rows[0], stride * rows[1], channels)
-    return _fit(dx, padded.shape[1:3], (1, 2)), dk[:kh, :kw]
+    dk = _interleave_phases([p.reshape(1, *taps, channels * out) for p in dk_phases])
+    dk = dk.reshape(stride * taps[0], stride * taps[1], channels, out)[:kh, :kw]
+    return _fit(_interleave_phases(dx_phases), padded.shape[1:3], (1, 2)), dk
 
 
 _conv2d.defvjp(_conv2d_forward, _conv2d_backward)
@@ -314,14 +321,6 @@ def _phase_kernels(kernel: jax.Array, folds: dict) -> list[jax.Array]:
     sizes = [len(folds[a]) * len(folds[b]) for a, b in _PHASES]
     pieces = jnp.split(taps, np.cumsum(sizes)[:-1])
     return [p.reshape(len(folds[a]), len(folds[b]), channels, out) for p, (a, b) in zip(pieces, _PHASES, strict=True)]
-
-
-def _interleave_phases(phases: list[jax.Array]) -> jax.Array:
-    """Four (B, H, W, C) phase outputs in _PHASES order -> (B, 2H, 2W, C)."""
-    rows = [jnp.stack(phases[2 * a : 2 * a + 2], axis=3) for a in (0, 1)]  # (B, H, W, column parity, C)
-    y = jnp.stack(rows, axis=2)  # (B, H, row parity, W, column parity, C)
-    batch, h, _, w, _, channels = y.shape
-    return y.reshape(batch, 2 * h, 2 * w, channels)
 
 
 def _upsample(x: jax.Array, shared: jax.Array | None, kernel: jax.Array, folds: dict, convolve_phases) -> jax.Array:
