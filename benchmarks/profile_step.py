@@ -15,8 +15,8 @@ trace times only their launch (rates above the matmul rate), and their work show
 The step is compiled as train.py compiles it (instagan_jax/xla_options.py), so on CPU its
 convolutions are Eigen's; the table then places the rest of the work, and the note under the
 first line says how much of the step the trace does not see. The fusions' times are inflated
-by the convolutions' threads running beside them (at 128x128 the trace puts 74% of its time
-in fusions; without its convolutions the whole step takes 15% of its time): read them
+by the convolutions' threads running beside them (at 128x128 the trace puts 74-76% of its
+time in fusions; without its convolutions the whole step takes 15-24% of its time): read them
 against each other, and the convolutions' share from benchmarks/convolution_share.py.
 """
 
