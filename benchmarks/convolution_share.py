@@ -1,6 +1,6 @@
 r"""What the train step's convolutions cost: the step timed without each of their roles.
 
-    python benchmarks/convolution_share.py --size 128 --ngf 32 --ins_max 4 --ins_per 2 --json /tmp/share.json
+    python benchmarks/convolution_share.py --size 128 --ngf 32 --ins_max 4 --ins_per 2 --alone --json /tmp/share.json
 
 Eigen runs convolutions asynchronously, so the trace of benchmarks/profile_step.py sees only
 their launch. This script measures them by leaving them out: it compiles the step of
@@ -11,17 +11,26 @@ shape that only averages what it reads, and times each variant, alternating over
 count. What a role saves, alone or with the others, is the time it takes in the step as
 XLA schedules it, side by side with other work. The generators' 7x7 output layers (matrix
 products, ``layers._conv_by_tap_products``) keep running in every variant.
+
+--alone also times each of the step's convolutions on its own (its shape and window from the
+compiled step, how often it runs from a trace), one shape at a time with its operands hot in
+cache, and adds them to the step without convolutions: the step's parts at their fastest,
+which no schedule of them beats without fewer or faster convolutions (docs/speed.md).
 """
 
+import collections
 import functools
+import re
+import time
 from unittest import mock
 
 import compiled_step
 import jax
 import jax.numpy as jnp
 import numpy as np
+import profile_step
 
-from instagan_jax import layers
+from instagan_jax import layers, xla_options
 from instagan_jax.json_files import write_json
 
 ROLES = ("forward", "input gradient", "kernel gradient")
@@ -63,9 +72,77 @@ def time_variant(args, roles: tuple[str, ...]) -> float:
     return float(np.median(times))
 
 
+def hlo_convolution(attributes: str):
+    """``lax.conv_general_dilated`` with the window and dimension labels of an HLO convolution, given as
+    ``profile_step.parse_hlo`` keeps them: 'window={size=3x3 stride=2x2 pad=1_1x1_1}, dim_labels=b01f_01io->b01f'."""
+    window = dict(field.split("=") for field in re.search(r"window=\{([^}]*)\}", attributes).group(1).split())
+    lhs, rhs, out = re.search(r"dim_labels=(\w+)_(\w+)->(\w+)", attributes).groups()
+    order = [int(c) for c in rhs if c.isdigit()]  # lax orders the window's dimensions as the kernel's spatial ones
+
+    def per_dim(name, default):
+        values = window[name].split("x") if name in window else [default] * len(order)
+        return [values[d] for d in order]
+
+    def spec(labels, batch, feature):
+        return "".join({"0": "H", "1": "W", batch[0]: batch[1], feature[0]: feature[1]}[c] for c in labels)
+
+    return functools.partial(
+        jax.lax.conv_general_dilated,
+        window_strides=[int(v) for v in per_dim("stride", "1")],
+        padding=[tuple(int(p) for p in v.split("_")) for v in per_dim("pad", "0_0")],
+        lhs_dilation=[int(v) for v in per_dim("lhs_dilate", "1")],
+        rhs_dilation=[int(v) for v in per_dim("rhs_dilate", "1")],
+        dimension_numbers=(spec(lhs, "bN", "fC"), spec(rhs, "oO", "iI"), spec(out, "bN", "fC")),
+    )
+
+
+def seconds_alone(convolution, lhs_shape, rhs_shape, out_shape, repeats: int = 3) -> float:
+    """Best time of one run of the convolution jitted alone (the step's compiler options), its operands hot in cache."""
+    lhs, rhs = (jax.random.normal(jax.random.key(i), s) for i, s in enumerate((lhs_shape, rhs_shape)))
+    run = jax.jit(convolution, compiler_options=xla_options.compiler_options())
+    start = time.perf_counter()
+    if run(lhs, rhs).block_until_ready().shape != out_shape:
+        raise ValueError(f"{lhs_shape} x {rhs_shape} does not give the step's {out_shape}: {convolution.keywords}")
+    count = max(3, int(0.2 / max(time.perf_counter() - start, 1e-5)))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(count):
+            out = run(lhs, rhs)
+        out.block_until_ready()
+        best = min(best, (time.perf_counter() - start) / count)
+    return best
+
+
+def convolutions_alone(args) -> dict[str, float]:
+    """Seconds per step of each role's convolutions when each runs alone: the step's convolutions
+    (from its compiled HLO, how often each runs from a trace) timed one shape at a time."""
+    compiled, _, state, batch, _ = compiled_step.compile_step(args, args.ins_max)
+    ops = profile_step.parse_hlo(compiled.as_text())
+    state, _ = compiled_step.time_steps(compiled, state, batch, 1)
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = compiled(holder["state"], batch)
+        jax.block_until_ready(metrics)
+
+    _, runs = profile_step.trace_times(run, 1)
+    shapes = collections.Counter()  # (role, lhs, rhs, attributes) -> runs per step
+    for name, count in runs.items():
+        op = ops.get(name)
+        if op and op["kind"].startswith("convolution") and op["convolution"]:
+            lhs, rhs = (profile_step._dims(s) for s in op["operands"][:2])
+            shapes[op["kind"], lhs, rhs, profile_step._dims(op["shape"]), op["convolution"]] += count
+    seconds = collections.Counter()
+    for (kind, lhs, rhs, out, attributes), count in shapes.items():
+        seconds[kind] += count * seconds_alone(hlo_convolution(attributes), lhs, rhs, out)
+    return dict(seconds)
+
+
 def main():
     parser = compiled_step.one_step_parser(__doc__, steps=3)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--alone", action="store_true", help="also time each of the step's convolutions alone")
     args = parser.parse_args()
     times = {name: [] for name in VARIANTS}
     for _ in range(args.rounds):
@@ -79,8 +156,18 @@ def main():
         saved = full - np.median(seconds)
         rounds = " ".join(f"{s:.2f}" for s in seconds)
         print(f"{name:<26} {rounds:<22} {saved:>6.2f}s {saved / full:>6.0%}")
+    record = {"args": vars(args), "step_time_s": times}
+    if args.alone:
+        alone = convolutions_alone(args)
+        rest = float(np.median(times["without all"]))
+        record["convolutions_alone_s"] = alone
+        convolutions = sum(alone.values())
+        roles = ", ".join(f"{kind[13:-1]} {seconds:.2f} s" for kind, seconds in alone.items())
+        print(f"\nthe same convolutions, each timed alone: {roles}")
+        print(f"the step's parts alone: {rest + convolutions:.2f} s (the convolutions {convolutions:.2f} s, the step "
+              f"without them {rest:.2f} s) against {full:.2f} s as one step")  # fmt: skip
     if args.json:
-        write_json(args.json, {"args": vars(args), "step_time_s": times}, indent=1)
+        write_json(args.json, record, indent=1)
 
 
 if __name__ == "__main__":

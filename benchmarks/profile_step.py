@@ -74,8 +74,14 @@ def _flops(line: str, opcode: str, shape: str, operands: list[str]) -> tuple[flo
     return 0.0, None
 
 
+def _convolution_attributes(line: str) -> str | None:
+    """A convolution's window and dimension labels as HLO prints them ('window={...}, dim_labels=...')."""
+    window, labels = re.search(r"window=\{[^}]*\}", line), re.search(r"dim_labels=[\w>-]+", line)
+    return f"{window.group(0)}, {labels.group(0)}" if window and labels else None
+
+
 def parse_hlo(text: str) -> dict[str, dict]:
-    """{instruction name: {kind, shape, operands, flops, layer}} for every instruction of the module.
+    """{instruction name: {kind, shape, operands, flops, layer, convolution}} for every instruction of the module.
 
     XLA's CPU backend wraps convolutions in fusions (YNNPACK / XNNPACK calls); a fusion takes
     the kind and FLOPs of the convolution or dot inside it, and its role from its metadata.
@@ -96,7 +102,7 @@ def parse_hlo(text: str) -> dict[str, dict]:
         computations[current].append({
             "name": match["name"], "opcode": match["opcode"], "shape": match["shape"], "flops": flops, "grad": grad,
             "operands": [shapes.get(o, "?") for o in operands], "calls": calls and calls.group(1),
-            "op_name": op_name.group(1) if op_name else "",
+            "op_name": op_name.group(1) if op_name else "", "convolution": _convolution_attributes(line),
         })  # fmt: skip
     ops = {}
     for instructions in computations.values():
@@ -109,7 +115,8 @@ def parse_hlo(text: str) -> dict[str, dict]:
                 kind = f"convolution ({role})"
             layer = _layer(ins["op_name"] or heavy["op_name"])
             ops[ins["name"]] = {"kind": kind, "shape": heavy["shape"], "operands": heavy["operands"],
-                                "flops": heavy["flops"], "layer": layer}  # fmt: skip
+                                "flops": heavy["flops"], "layer": layer,
+                                "convolution": heavy["convolution"]}  # fmt: skip
     return ops
 
 
