@@ -100,10 +100,11 @@ def seconds_alone(convolution, lhs_shape, rhs_shape, out_shape, repeats: int = 3
     """Best time of one run of the convolution jitted alone (the step's compiler options), its operands hot in cache."""
     lhs, rhs = (jax.random.normal(jax.random.key(i), s) for i, s in enumerate((lhs_shape, rhs_shape)))
     run = jax.jit(convolution, compiler_options=xla_options.compiler_options())
-    start = time.perf_counter()
     if run(lhs, rhs).block_until_ready().shape != out_shape:
         raise ValueError(f"{lhs_shape} x {rhs_shape} does not give the step's {out_shape}: {convolution.keywords}")
-    count = max(3, int(0.2 / max(time.perf_counter() - start, 1e-5)))
+    start = time.perf_counter()
+    run(lhs, rhs).block_until_ready()
+    count = max(3, int(0.2 / max(time.perf_counter() - start, 1e-5)))  # about 0.2 s a repeat
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -127,12 +128,12 @@ def convolutions_alone(args) -> dict[str, float]:
         jax.block_until_ready(metrics)
 
     _, runs = profile_step.trace_times(run, 1)
-    shapes = collections.Counter()  # (role, lhs, rhs, attributes) -> runs per step
+    shapes = collections.Counter()  # (role, lhs, rhs, output, window and labels) -> runs per step
     for name, count in runs.items():
         op = ops.get(name)
         if op and op["kind"].startswith("convolution") and op["convolution"]:
-            lhs, rhs = (profile_step._dims(s) for s in op["operands"][:2])
-            shapes[op["kind"], lhs, rhs, profile_step._dims(op["shape"]), op["convolution"]] += count
+            lhs, rhs = (profile_step.dims(s) for s in op["operands"][:2])
+            shapes[op["kind"], lhs, rhs, profile_step.dims(op["shape"]), op["convolution"]] += count
     seconds = collections.Counter()
     for (kind, lhs, rhs, out, attributes), count in shapes.items():
         seconds[kind] += count * seconds_alone(hlo_convolution(attributes), lhs, rhs, out)

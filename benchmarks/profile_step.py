@@ -40,7 +40,8 @@ _INSTRUCTION = re.compile(
 _SHAPE = re.compile(r"\w+\[([\d,]*)\]")
 
 
-def _dims(shape: str) -> tuple[int, ...]:
+def dims(shape: str) -> tuple[int, ...]:
+    """'f32[2,34,34,128]{3,2,1,0}' -> (2, 34, 34, 128)."""
     match = _SHAPE.search(shape)
     return tuple(int(d) for d in match.group(1).split(",") if d) if match else ()
 
@@ -57,7 +58,7 @@ def _flops(line: str, opcode: str, shape: str, operands: list[str]) -> tuple[flo
         labels = re.search(r"dim_labels=\w+_(\w+)->(\w+)", line)
         window = re.search(r"window=\{size=([\dx]+)", line)
         groups = re.search(r"feature_group_count=(\d+)", line)
-        rhs, out = _dims(operands[1]), _dims(shape)
+        rhs, out = dims(operands[1]), dims(shape)
         if not (labels and rhs):
             return 0.0, None
         rhs_labels, out_labels = labels.groups()
@@ -68,9 +69,9 @@ def _flops(line: str, opcode: str, shape: str, operands: list[str]) -> tuple[flo
         return flops, "kernel grad" if window_area > out_area else None
     if opcode == "dot" and operands:
         contracting = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", line)
-        lhs = _dims(operands[0])
+        lhs = dims(operands[0])
         size = math.prod(lhs[int(d)] for d in contracting.group(1).split(",") if d) if contracting else 1
-        return 2.0 * math.prod(_dims(shape)) * size, None
+        return 2.0 * math.prod(dims(shape)) * size, None
     return 0.0, None
 
 
