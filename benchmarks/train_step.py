@@ -28,19 +28,33 @@ from instagan_jax.json_files import read_json, write_json
 
 
 def measure(args, ins_max: int) -> dict:
+    """The step's record: its time the median of --steps steps in each of --rounds rounds, and the
+    median over rounds; with --reference, the authors' step timed after each round (alternating)."""
     compiled, cfg, state, batch, compile_time = compiled_step.compile_step(args, ins_max)
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    _, times = compiled_step.time_steps(compiled, state, batch, args.steps)
+    rounds, theirs = [], []
+    for _ in range(args.rounds):
+        state, times = compiled_step.time_steps(compiled, state, batch, args.steps)
+        rounds.append(float(np.median(times)))
+        if args.reference:
+            theirs.append(reference_step_time(args, ins_max))
+    compared = {
+        "reference_step_time_s": float(np.median(theirs)), "reference_step_time_s_each_round": theirs,
+        "speedup_vs_reference": float(np.median(theirs) / np.median(rounds)),
+        "speedup_each_round": [t / o for t, o in zip(theirs, rounds, strict=True)],
+    } if args.reference else {}  # fmt: skip
     return {
         "size": args.size, "ngf": args.ngf, "ngf_mask": args.ngf_mask, "mask_decoder_width": args.mask_decoder_width,
         "ndf": cfg.spec.ndf, "n_blocks": args.n_blocks, "n_layers_d": args.n_layers_d, "ema_decay": args.ema_decay,
         "model": args.model, "upsample": args.upsample, "ins_max": ins_max, "ins_per": cfg.ins_per,
         "instances": args.instances, "batch_size_per_device": args.batch_size,
-        "step_time_s": float(np.median(times)), "compile_time_s": compile_time, **memory_fields(memory),
+        "step_time_s": float(np.median(rounds)), "step_time_s_each_round": rounds, "compile_time_s": compile_time,
+        **memory_fields(memory),
         "flops": float(cost.get("flops", float("nan"))) * chunks_run(args, cfg) if cost else None,
         "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "unroll": args.unroll,
+        **compared,
     }  # fmt: skip
 
 
@@ -84,6 +98,9 @@ def main():
     parser.add_argument("--ins_max", default="2,4,8")
     parser.add_argument("--devices", default=None, help="e.g. 1,2,4,8: scaling over virtual CPU devices")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time the step (and with --reference the authors' after it) this many times, alternating: "
+                             "this machine's speed drifts by +-15%% over minutes")  # fmt: skip
     parser.add_argument("--json", default=None)
     parser.add_argument(
         "--reference", default=None, help="checkout of the authors' code: also time their step (needs torch)"
@@ -107,15 +124,16 @@ def main():
         r = measure(args, int(n))
         achieved = r["flops"] / r["step_time_s"] if r["flops"] else float("nan")
         r["flops_per_sec"], r["matmul_peak_flops_per_sec"] = achieved, peak
-        if args.reference:
-            r["reference_step_time_s"] = reference_step_time(args, int(n))
-            r["speedup_vs_reference"] = r["reference_step_time_s"] / r["step_time_s"]
         records.append(r)
         mib = r["memory_bytes"] / 2**20 if r["memory_bytes"] else float("nan")
         row = f"{r['ins_max']:>7} {r['step_time_s']:>8.3f} {r['compile_time_s']:>9.1f} {mib:>10.1f} "
         row += f"{r['flops'] / 1e9:>8.2f} {achieved / 1e9:>8.2f} {achieved / peak:>7.1%}"
         if args.reference:
             row += f" {r['reference_step_time_s']:>8.3f} {r['speedup_vs_reference']:>7.2f}x"
+        if args.rounds > 1:
+            row += "   rounds: " + " ".join(f"{t:.2f}" for t in r["step_time_s_each_round"]) + " s"
+            if args.reference:
+                row += ", " + " ".join(f"{x:.2f}" for x in r["speedup_each_round"]) + "x"
         print(row, flush=True)
         if args.json:
             write_json(args.json, records, indent=1)
