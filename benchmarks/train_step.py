@@ -5,7 +5,9 @@ r"""Times the jitted train step, and reports XLA's memory and FLOP estimates.
 
 Writes a JSON list, one record per ins_max, and prints a table with the achieved FLOP/s
 next to this machine's measured float32 matmul FLOP/s. --batch_size is per device; the step
-is the sharded one of `instagan_jax.parallel` (data axis over all devices).
+is the sharded one of `instagan_jax.parallel` (data axis over all devices). --reference DIR
+also times the authors' step (benchmarks/reference_step.py); with --rounds N the two are
+timed in turn N times, since this machine's speed drifts over minutes.
 
 Scaling over virtual CPU devices at a fixed per-device batch (each count in a subprocess,
 since the device count is fixed at start-up):
