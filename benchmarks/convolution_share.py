@@ -118,16 +118,7 @@ def seconds_alone(convolution, lhs_shape, rhs_shape, out_shape, repeats: int = 3
 def convolutions_alone(args) -> dict[str, float]:
     """Seconds per step of each role's convolutions when each runs alone: the step's convolutions
     (from its compiled HLO, how often each runs from a trace) timed one shape at a time."""
-    compiled, _, state, batch, _ = compiled_step.compile_step(args, args.ins_max)
-    ops = profile_step.parse_hlo(compiled.as_text())
-    state, _ = compiled_step.time_steps(compiled, state, batch, 1)
-    holder = {"state": state}
-
-    def run():
-        holder["state"], metrics = compiled(holder["state"], batch)
-        jax.block_until_ready(metrics)
-
-    _, runs = profile_step.trace_times(run, 1)
+    ops, _, runs, _, _ = profile_step.trace_step(args, 1)
     shapes = collections.Counter()  # (role, lhs, rhs, output, window and labels) -> runs per step
     for name, count in runs.items():
         op = ops.get(name)
@@ -163,7 +154,7 @@ def main():
         rest = float(np.median(times["without all"]))
         record["convolutions_alone_s"] = alone
         convolutions = sum(alone.values())
-        roles = ", ".join(f"{kind[13:-1]} {seconds:.2f} s" for kind, seconds in alone.items())
+        roles = ", ".join(f"{kind.removeprefix('convolution (')[:-1]} {s:.2f} s" for kind, s in alone.items())
         print(f"\nthe same convolutions, each timed alone: {roles}")
         print(f"the step's parts alone: {rest + convolutions:.2f} s (the convolutions {convolutions:.2f} s, the step "
               f"without them {rest:.2f} s) against {full:.2f} s as one step")  # fmt: skip

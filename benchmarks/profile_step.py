@@ -121,16 +121,21 @@ def parse_hlo(text: str) -> dict[str, dict]:
     return ops
 
 
-def trace_times(run, steps: int) -> tuple[dict[str, float], dict[str, float]]:
-    """Seconds and runs per step of each executed instruction (trace events named like HLO instructions).
-
-    An instruction of the chunk scan's body runs once per chunk: its FLOPs per step are its
+def trace_step(args, steps: int) -> tuple[dict[str, dict], dict[str, float], dict[str, float], float, float]:
+    """The step of the flags compiled, run once untraced, then traced for ``steps`` steps:
+    (parse_hlo's ops, seconds and runs per step of each executed instruction, the untraced
+    step's seconds, seconds to compile). Trace events are named like HLO instructions; an
+    instruction of the chunk scan's body runs once per chunk, so its FLOPs per step are its
     FLOPs times its runs.
     """
+    compiled, _, state, batch, compile_time = compiled_step.compile_step(args, args.ins_max)
+    ops = parse_hlo(compiled.as_text())
+    state, (step_time,) = compiled_step.time_steps(compiled, state, batch, 1)
     with tempfile.TemporaryDirectory() as log_dir:
         jax.profiler.start_trace(log_dir, create_perfetto_trace=True)
         for _ in range(steps):
-            run()
+            state, metrics = compiled(state, batch)
+            jax.block_until_ready(metrics)
         jax.profiler.stop_trace()
         (path,) = glob.glob(f"{log_dir}/**/perfetto_trace.json.gz", recursive=True)
         with gzip.open(path) as f:
@@ -141,23 +146,14 @@ def trace_times(run, steps: int) -> tuple[dict[str, float], dict[str, float]]:
         if event.get("ph") == "X" and "dur" in event:
             totals[event["name"]] += event["dur"] * 1e-6 / steps
             runs[event["name"]] += 1 / steps
-    return totals, runs
+    return ops, totals, runs, step_time, compile_time
 
 
 def main():
     parser = compiled_step.one_step_parser(__doc__, steps=2)
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
-    compiled, _, state, batch, compile_time = compiled_step.compile_step(args, args.ins_max)
-    ops = parse_hlo(compiled.as_text())
-    state, (step_time,) = compiled_step.time_steps(compiled, state, batch, 1)
-    holder = {"state": state}
-
-    def run():
-        holder["state"], metrics = compiled(holder["state"], batch)
-        jax.block_until_ready(metrics)
-
-    times, runs = trace_times(run, args.steps)
+    ops, times, runs, step_time, compile_time = trace_step(args, args.steps)
     peak = compiled_step.matmul_flops_per_sec()
 
     rows = []
