@@ -1,4 +1,4 @@
-"""One training step of InstaGAN: the sequential mini-batch as a ``lax.scan`` over chunks.
+"""One training step of InstaGAN: the sequential mini-batch as a rolled loop over chunks.
 
 Per chunk k (ins_per mask slots of each example), as the reference's optimize_parameters:
   1. G_A and G_B see the current images (translated by chunks < k, gradient stopped) and
@@ -11,8 +11,9 @@ Per chunk k (ins_per mask slots of each example), as the reference's optimize_pa
 Emptiness is per example: an example whose chunk is empty adds no loss. A direction with no
 instance in the whole batch leaves its discriminator, its spectral state, its Adam moments
 and its pool untouched, and is not computed at all (``lax.cond``, as the reference's loop
-skips it); a chunk empty in both directions changes nothing. Per-example emptiness is
-selected with ``jnp.where``: no host sync, no data-dependent shape.
+skips it); a chunk empty in both directions changes nothing, and the loop ends after the
+last chunk with an instance. Per-example emptiness is selected with ``jnp.where``: no host
+sync, no data-dependent shape.
 """
 
 from __future__ import annotations
@@ -349,7 +350,14 @@ def train_step(cfg: StepConfig, state: TrainState, batch: dict) -> tuple[TrainSt
         return (st, c), (chunk_losses, active)
 
     xs = (jnp.arange(cfg.num_chunks), chunks)
-    (state, _), (chunk_losses, active) = sequential.scan_chunks(body, (state, initial_carry(view)), xs, cfg.scan_unroll)
+    busy, skipped = None, None
+    if cfg.spec.uses_masks:  # the loop ends after the last chunk with an instance (an empty one changes nothing)
+        busy = jnp.any(jnp.stack([chunks[x] > -1.0 for x in "AB"]), axis=(0, 2, 3, 4, 5))
+        nothing = jnp.zeros(cfg.num_chunks)
+        skipped = ({name: nothing for name in LOSS_NAMES}, {x: nothing.astype(bool) for x in "AB"})
+    (state, _), (chunk_losses, active) = sequential.scan_chunks(
+        body, (state, initial_carry(view)), xs, cfg.scan_unroll, busy, skipped
+    )
     metrics = {}
     for name, values in chunk_losses.items():
         weights = active[LOSS_DIRECTION[name]].astype(jnp.float32)  # chunks where the loss's direction ran

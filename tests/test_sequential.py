@@ -55,3 +55,21 @@ def test_the_rolled_and_unrolled_scans_agree():
     chex.assert_trees_all_close(rolled, unrolled)
     one = sequential.scan_chunks(body, 1.0, xs[:1], unroll=True)  # a one-trip loop keeps its leading axis
     chex.assert_shape(one[1], (1,))
+
+
+def test_the_rolled_loop_stops_after_the_last_busy_chunk():
+    def body(carry, x):  # x == 0: an empty chunk, which leaves the carry as it is
+        return carry + x, carry * x
+
+    xs = jnp.asarray([1.0, 0.0, 2.0, 0.0, 0.0])
+    skipped = jnp.full(5, -1.0)  # unlike anything the body outputs: shows which chunks ran
+    run = jax.jit(sequential.scan_chunks, static_argnums=(0, 3))
+    carry, outs = run(body, 1.0, xs, False, xs > 0, skipped)
+    # the empty chunk 1 comes before a busy one, so it runs; 3 and 4 do not
+    np.testing.assert_array_equal(outs, [1.0, 0.0, 4.0, -1.0, -1.0])
+    assert float(carry) == 4.0
+    carry, outs = run(body, 1.0, xs, False, xs < 0, skipped)  # nothing busy: nothing runs
+    np.testing.assert_array_equal(outs, skipped)
+    assert float(carry) == 1.0
+    unrolled = sequential.scan_chunks(body, 1.0, xs, True, xs > 0, skipped)  # the unrolled loop runs them all
+    np.testing.assert_array_equal(unrolled[1], [1.0, 0.0, 4.0, 0.0, 0.0])

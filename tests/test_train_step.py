@@ -144,9 +144,11 @@ def test_the_sharded_step_writes_the_new_state_into_the_donated_buffers():
     assert int(new.step) == 1
 
 
-def test_scan_equals_a_python_loop_over_chunks(step):
+@pytest.mark.parametrize("counts", [([3, 1], [2, 0]), ([2, 1], [1, 0])], ids=["every chunk", "last chunk empty"])
+def test_scan_equals_a_python_loop_over_chunks(step, counts):
+    """The rolled loop against every chunk run in turn, also where it stops before an empty last chunk."""
     state = fresh_state()
-    host_batch = make_batch([3, 1], [2, 0], seed=5)
+    host_batch = make_batch(*counts, seed=5)
     scanned, metrics = step(state, host_batch)  # the compilation the tests above share
     batch = {k: jnp.asarray(v) for k, v in host_batch.items()}
 
@@ -158,7 +160,11 @@ def test_scan_equals_a_python_loop_over_chunks(step):
     for k in range(CFG.num_chunks):
         chunks = {x: batch[f"masks_{x}"][..., 2 * k : 2 * k + 2] for x in "AB"}
         looped, carry, losses, _ = chunk_step(lr, looped, carry, jnp.asarray(k), chunks, view)
-        np.testing.assert_allclose(losses["G_A"], metrics["chunks/G_A"][k], rtol=1e-5)
+        for name in ts.LOSS_NAMES:
+            np.testing.assert_allclose(losses[name], metrics[f"chunks/{name}"][k], rtol=1e-5, err_msg=name)
+    for pool in ("fake_A", "fake_B"):
+        assert int(looped.pools[pool].count) == int(scanned.pools[pool].count)
+    chex.assert_trees_all_equal(scanned.key, looped.key)
     # biases in front of an instance norm get rounding-noise gradients that Adam turns into
     # steps of about lr either way; every other parameter must agree closely
     for (path, a), (_, b) in zip(
