@@ -20,7 +20,7 @@ Generator = Callable[[jax.Array], jax.Array]  # (B, H, W, 3 + P) -> (B, H, W, 3 
 
 
 def scan_chunks(body, init, xs, unroll: bool = False, busy: jax.Array | None = None, skipped=None):
-    """A rolled loop over the chunk axis (``lax.scan``): one compiled body, the memory of one chunk.
+    """A rolled loop over the chunk axis: one compiled body, the memory of one chunk.
 
     ``unroll=True`` traces the body once per chunk instead (for comparisons: it compiles
     longer and holds every chunk's activations). Both run at the same speed on CPU too, since

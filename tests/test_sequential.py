@@ -68,7 +68,7 @@ def test_the_rolled_loop_stops_after_the_last_busy_chunk():
     # the empty chunk 1 comes before a busy one, so it runs; 3 and 4 do not
     np.testing.assert_array_equal(outs, [1.0, 0.0, 4.0, -1.0, -1.0])
     assert float(carry) == 4.0
-    carry, outs = run(body, 1.0, xs, False, xs < 0, skipped)  # nothing busy: nothing runs
+    carry, outs = run(body, 1.0, xs, False, jnp.zeros(5, bool), skipped)  # nothing busy: nothing runs
     np.testing.assert_array_equal(outs, skipped)
     assert float(carry) == 1.0
     unrolled = sequential.scan_chunks(body, 1.0, xs, True, xs > 0, skipped)  # the unrolled loop runs them all
