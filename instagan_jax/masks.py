@@ -41,6 +41,11 @@ def split_chunks(masks: jax.Array, ins_per: int) -> jax.Array:
     return masks.reshape(b, h, w, n // ins_per, ins_per).transpose(3, 0, 1, 2, 4)
 
 
+def busy_chunks(chunks: jax.Array) -> jax.Array:
+    """(K, B, H, W, P) -> (K,) bool: does chunk k hold an instance in any example (slot_validity's test)?"""
+    return jnp.any(chunks > -1.0, axis=(1, 2, 3, 4))
+
+
 def join_chunks(chunks: jax.Array) -> jax.Array:
     """Inverse of split_chunks: (K, B, H, W, P) -> (B, H, W, K * P)."""
     k, b, h, w, p = chunks.shape

@@ -73,10 +73,9 @@ def translate(
         return image, out[..., channels:]
 
     def step(image, chunk):
-        has_any = jnp.any(chunk > -1.0)
+        has_any = jnp.any(masks_lib.slot_validity(chunk))
         return jax.lax.cond(has_any, run_chunk, lambda im, ch: (im, ch), image, chunk)
 
     chunks = masks_lib.split_chunks(masks, ins_per)
-    busy = jnp.any(chunks > -1.0, axis=(1, 2, 3, 4))
-    images, translated = scan_chunks(step, images, chunks, unroll, busy=busy, skipped=chunks)
+    images, translated = scan_chunks(step, images, chunks, unroll, masks_lib.busy_chunks(chunks), skipped=chunks)
     return images, masks_lib.join_chunks(translated)

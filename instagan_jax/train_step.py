@@ -352,7 +352,7 @@ def train_step(cfg: StepConfig, state: TrainState, batch: dict) -> tuple[TrainSt
     xs = (jnp.arange(cfg.num_chunks), chunks)
     busy, skipped = None, None
     if cfg.spec.uses_masks:  # the loop ends after the last chunk with an instance (an empty one changes nothing)
-        busy = jnp.any(jnp.stack([chunks[x] > -1.0 for x in "AB"]), axis=(0, 2, 3, 4, 5))
+        busy = masks_lib.busy_chunks(chunks["A"]) | masks_lib.busy_chunks(chunks["B"])
         nothing = jnp.zeros(cfg.num_chunks)
         skipped = ({name: nothing for name in LOSS_NAMES}, {x: nothing.astype(bool) for x in "AB"})
     (state, _), (chunk_losses, active) = sequential.scan_chunks(

@@ -34,6 +34,11 @@ def test_validity_is_per_example_and_slot():
     np.testing.assert_array_equal(masks_lib.slot_validity(m), [[False] * 3, [False, False, True]])
 
 
+def test_a_chunk_is_busy_if_any_example_has_an_instance_in_it():
+    m = -jnp.ones((2, 4, 4, 6)).at[1, 0, 0, 2].set(0.5)  # only example 1's slot 2: chunk 1 of three
+    np.testing.assert_array_equal(masks_lib.busy_chunks(masks_lib.split_chunks(m, 2)), [False, True, False])
+
+
 def test_split_and_join_chunks_round_trip():
     m = jnp.arange(2 * 3 * 5 * 4, dtype=jnp.float32).reshape(2, 3, 5, 4)
     chunks = masks_lib.split_chunks(m, 2)
