@@ -6,13 +6,14 @@ timed step.
 """
 
 import argparse
+import os
 import time
 
 import jax
 import jax.numpy as jnp
 from synthetic import synthetic_batch
 
-from instagan_jax import parallel
+from instagan_jax import layers, parallel
 from instagan_jax import train_step as ts
 from instagan_jax.models import ModelSpec
 
@@ -31,6 +32,8 @@ def add_step_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=1, help="per device")
     parser.add_argument("--instances", type=int, default=None, help="instances per example (default: every slot)")
     parser.add_argument("--unroll", choices=["no", "yes"], default="no", help="unroll the chunk scan")
+    parser.add_argument("--convolutions", choices=layers.CONVOLUTION_FORMS, default=None,
+                        help="layers.conv2d's forms (default: the backend's, cpu on a CPU)")  # fmt: skip
 
 
 def one_step_parser(description: str, steps: int) -> argparse.ArgumentParser:
@@ -60,6 +63,8 @@ def compile_step(args: argparse.Namespace, ins_max: int):
     The step is the sharded one of `instagan_jax.parallel` (data axis over all devices;
     --batch_size per device), compiled as train.py compiles it.
     """
+    if args.convolutions:  # read when the step is traced
+        os.environ[layers.CONVOLUTIONS_VARIABLE] = args.convolutions
     cfg = step_config(args, ins_max)
     mesh = parallel.make_mesh()
     state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))

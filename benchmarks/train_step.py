@@ -26,6 +26,7 @@ import compiled_step
 import jax
 import numpy as np
 
+from instagan_jax import layers
 from instagan_jax.json_files import read_json, write_json
 
 
@@ -56,6 +57,7 @@ def measure(args, ins_max: int) -> dict:
         **memory_fields(memory),
         "flops": float(cost.get("flops", float("nan"))) * chunks_run(args, cfg) if cost else None,
         "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "unroll": args.unroll,
+        "convolutions": layers.convolution_forms(),
         **compared,
     }  # fmt: skip
 
@@ -145,7 +147,7 @@ def scaling(args) -> None:
     """Runs this script once per device count and prints step time at a fixed per-device batch."""
     records = []
     forwarded = ("size", "ngf", "ndf", "ngf_mask", "mask_decoder_width", "n_blocks", "n_layers_d", "model", "upsample",
-                 "ema_decay", "ins_per", "batch_size", "steps", "unroll")  # fmt: skip
+                 "ema_decay", "ins_per", "batch_size", "steps", "unroll", "convolutions")  # fmt: skip
     base = [f"--{k}={getattr(args, k)}" for k in forwarded if getattr(args, k) is not None]
     base.append(f"--ins_max={args.ins_max.split(',')[0]}")
     print(f"{'devices':>7} {'batch':>6} {'step s':>8} {'examples/s':>10}  (cores: {os.cpu_count()})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import flax.linen as nn
 import jax
@@ -103,12 +104,32 @@ def _correlate_by_patches(x, kernel, padding) -> jax.Array:
     return jnp.dot(patches, kernel.reshape(kh * kw * channels, out))
 
 
+# Which forms conv2d takes: "cpu", the rewritten forms below, or "native", XLA's convolution
+# with autodiff's gradients. The rewrites work around XLA's CPU backend; on a GPU or TPU the
+# native convolution and its gradients go to the vendor's kernels (cuDNN, the matrix units),
+# where some rewrites would be poor (the kernel gradient as a correlation over the batch
+# contracts over 1-8 elements). The default follows the backend; the variable overrides it,
+# e.g. to compare both on one machine (benchmarks/train_step.py --convolutions).
+CONVOLUTIONS_VARIABLE = "INSTAGAN_JAX_CONVOLUTIONS"
+CONVOLUTION_FORMS = ("cpu", "native")
+
+
+def convolution_forms() -> str:
+    """The forms conv2d takes: $INSTAGAN_JAX_CONVOLUTIONS if set, else "cpu" on a CPU backend. Read at trace time."""
+    forms = os.environ.get(CONVOLUTIONS_VARIABLE) or ("cpu" if jax.default_backend() == "cpu" else "native")
+    if forms not in CONVOLUTION_FORMS:
+        raise ValueError(f"${CONVOLUTIONS_VARIABLE} must be one of {CONVOLUTION_FORMS}, got {forms!r}")
+    return forms
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding: Padding) -> jax.Array:
-    """NHWC x HWIO cross-correlation, computed in the forms XLA's CPU backend runs fast.
+    """NHWC x HWIO cross-correlation; on CPU in the forms XLA's CPU backend runs fast.
 
     Same numbers as ``lax.conv_general_dilated`` up to float rounding; see
     ``benchmarks/profile_step.py`` for the measurements behind each form.
     """
+    if convolution_forms() == "native":
+        return jax.lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_NHWC)
     kh, kw, channels, out = kernel.shape
     if stride == 1 and out <= _FEW_OUTPUTS and channels >= _MANY_INPUTS and kh * kw > 1:
         return _conv_by_tap_products(x, kernel, padding)

@@ -193,3 +193,19 @@ def test_upsampling_computes_shared_channels_once_per_group_as_if_concatenated(u
         return layer.apply(variables, jnp.concatenate([x, jnp.repeat(s, 3, axis=0)], axis=-1))
 
     _assert_layer_matches(layer, concatenated, per_slot, shared)
+
+
+def test_convolution_forms_follow_the_backend_unless_the_variable_says(monkeypatch):
+    x, kernel = jnp.ones((1, 9, 9, 16)), jnp.ones((7, 7, 16, 3))  # the CPU forms: tap products, no convolution
+    convolves = lambda: (
+        "conv_general_dilated" in str(jax.make_jaxpr(lambda x, k: layers.conv2d(x, k, 1, ((1, 1), (1, 1))))(x, kernel))
+    )
+    monkeypatch.delenv(layers.CONVOLUTIONS_VARIABLE, raising=False)
+    assert layers.convolution_forms() == "cpu" and not convolves()
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert layers.convolution_forms() == "native" and convolves()
+    monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, "cpu")
+    assert layers.convolution_forms() == "cpu" and not convolves()
+    monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, "cuda")
+    with pytest.raises(ValueError, match=r"INSTAGAN_JAX_CONVOLUTIONS must be one of .*'cuda'"):
+        layers.conv2d(x, kernel, 1, ((1, 1), (1, 1)))

@@ -221,3 +221,36 @@ def test_resize_conv_generators_have_their_own_parameters_and_translate_sets():
     out = spec.generator().apply(networks["G_A"], x)
     chex.assert_shape(out, (1, 16, 16, 5))
     np.testing.assert_array_equal(out[..., 4], -1)  # the empty slot passes through
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize_conv"])
+def test_native_convolutions_give_the_cpu_forms_numbers_and_gradients(monkeypatch, upsample):
+    """A GPU or TPU takes XLA's own convolutions (layers.convolution_forms): same networks, same numbers.
+
+    In float64, so that the comparison is sharp (the forms differ only in summation order);
+    ngf 8 so that the output layers run as tap products in the CPU forms; 32x24 so that the
+    discriminator's classifier sees inputs smaller than its kernel.
+    """
+    spec = ModelSpec(ngf=8, ndf=4, n_blocks=1, upsample=upsample)
+    variables = init_networks(spec, jax.random.PRNGKey(0), H, W, 2)
+    with jax.enable_x64(True):
+        as_f64 = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), tree)
+        x, spectral = as_f64(make_input([blob(8, 8, 5), blob(20, 14, 6)])), as_f64(variables["D_A"]["spectral"])
+        params = as_f64({"G": variables["G_A"]["params"], "D": variables["D_A"]["params"]})
+
+        def loss(params):
+            fake = spec.generator().apply({"params": params["G"]}, x)
+            logits = spec.discriminator().apply({"params": params["D"], "spectral": spectral}, fake)
+            return jnp.sum(jnp.sin(fake)) + jnp.sum(logits**2)
+
+        results = {}
+        for forms in ("cpu", "native"):
+            monkeypatch.setenv("INSTAGAN_JAX_CONVOLUTIONS", forms)
+            results[forms] = jax.jit(jax.value_and_grad(loss))(params)  # traced anew: the variable is read then
+    (value, grads), (native_value, native_grads) = results["cpu"], results["native"]
+    chex.assert_trees_all_equal_shapes_and_dtypes(native_grads, grads)
+    chex.assert_type(value, jnp.float64)
+    np.testing.assert_allclose(native_value, value, rtol=1e-12)
+    scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(grads))
+    for a, b in zip(jax.tree.leaves(native_grads), jax.tree.leaves(grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * scale)
