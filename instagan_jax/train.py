@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import checkpoint, domains, parallel, summaries, training_config, training_loop
+from instagan_jax import checkpoint, domains, parallel, summaries, training_config, training_loop, xla_options
 from instagan_jax import train_step as ts
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import translate_arrays
@@ -81,7 +81,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
     start = 0 if state is None else int(state.step)
     if state is None:
         if pretrained is None:  # built in place on every device, identical on every process
-            state = jax.jit(init_state, out_shardings=replicated)()
+            state = jax.jit(init_state, out_shardings=replicated, compiler_options=xla_options.run_once_options())()
         else:  # large pretrained weights: copied, not baked into a program as constants
             state = jax.device_put(init_state(), replicated)
     if start >= config.num_train_steps:
