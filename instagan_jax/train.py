@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import checkpoint, domains, parallel, summaries, training_config, training_loop, xla_options
+from instagan_jax import checkpoint, domains, layers, parallel, summaries, training_config, training_loop, xla_options
 from instagan_jax import train_step as ts
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import translate_arrays
@@ -58,6 +58,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief, asynchronous=True)
 
     mesh = parallel.make_mesh(config.mesh_shape[0])
+    logging.info(
+        "%d %s devices (%s); convolutions in their %s forms (layers.convolution_forms)", jax.device_count(),
+        jax.default_backend(), jax.devices()[0].device_kind, layers.convolution_forms(),
+    )  # fmt: skip
     replicated = parallel.replicated(mesh)
     h, w = config.fine_size
     key = jax.random.PRNGKey(config.seed)
