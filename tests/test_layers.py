@@ -97,8 +97,9 @@ def test_spectral_conv_normalises_by_the_top_singular_value():
         (9, 1, 2, 0, 5),  # a kernel smaller than the stride: phases it never reads
     ],  # fmt: skip
 )
-def test_conv2d_equals_xla_convolution_values_and_gradients(size, kernel, stride, padding, out):
-    """conv2d's faster forms (few outputs, hand-written gradients) give XLA's numbers up to rounding."""
+def test_conv2d_equals_xla_convolution_values_and_gradients(monkeypatch, size, kernel, stride, padding, out):
+    """conv2d's faster CPU forms (few outputs, hand-written gradients) give XLA's numbers up to rounding."""
+    monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, "cpu")  # on any backend
     lo, hi = (padding, padding) if isinstance(padding, int) else padding
     pads = ((lo, hi), (lo, hi))
     x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size - 1, 8))
@@ -117,7 +118,10 @@ def test_conv2d_equals_xla_convolution_values_and_gradients(size, kernel, stride
 
 @pytest.mark.parametrize("kernel_shape, as_convolution", [((7, 7, 16, 3), False), ((4, 4, 8, 1), False),
                                                           ((7, 7, 2, 3), True), ((3, 3, 16, 8), True)])  # fmt: skip
-def test_only_layers_narrowing_from_many_inputs_to_few_outputs_run_as_tap_products(kernel_shape, as_convolution):
+def test_only_layers_narrowing_from_many_inputs_to_few_outputs_run_as_tap_products(
+    monkeypatch, kernel_shape, as_convolution
+):
+    monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, "cpu")
     x, kernel = jnp.ones((1, 9, 9, kernel_shape[2])), jnp.ones(kernel_shape)
     jaxpr = str(jax.make_jaxpr(lambda x, k: layers.conv2d(x, k, 1, ((1, 1), (1, 1))))(x, kernel))
     assert ("conv_general_dilated" in jaxpr) == as_convolution
