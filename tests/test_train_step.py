@@ -20,7 +20,9 @@ def nhwc(x):
     return jnp.asarray(np.asarray(x).transpose(0, 2, 3, 1))
 
 
-def test_one_step_matches_the_reference(converted, golden_dir):
+@pytest.mark.parametrize("convolutions", ["cpu", "native"])  # native: what a GPU or TPU runs (layers.convolution_forms)
+def test_one_step_matches_the_reference(converted, golden_dir, monkeypatch, convolutions):
+    monkeypatch.setenv("INSTAGAN_JAX_CONVOLUTIONS", convolutions)
     spec, nets = converted
     golden = np.load(golden_dir / "train_step.npz")
     cfg = ts.StepConfig(spec=spec, ins_max=4, ins_per=2, pool_size=0)
