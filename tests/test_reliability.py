@@ -171,11 +171,18 @@ def test_a_failed_save_is_explained_and_earlier_checkpoints_stay_intact(trained,
 
 
 def test_a_full_disk_is_explained_and_earlier_checkpoints_stay_intact(trained, tmp_path):
-    """The real thing: a 1.5 MiB tmpfs holds one tiny checkpoint (about 1 MiB there, where folders take no
-    space) with the events file, not two (at 2 MiB two could just fit, depending on the events file)."""
+    """The real thing: a tmpfs that holds one tiny checkpoint and the events file, not two.
+
+    Sized from the same run's checkpoint as tmpfs counts it (whole 4 KiB pages per file, folders
+    free): one and a half checkpoints. A fixed size (2 MiB, then 1.5 MiB) held two checkpoints
+    once their compression improved (about 0.7 MiB each), depending on the events file.
+    """
+    pages = lambda path: sum(-(-f.stat().st_size // 4096) for f in path.rglob("*") if f.is_file())
+    one_checkpoint_kib = 4 * pages(trained / "run" / "checkpoints" / "2")
     mount = tmp_path / f"small-{uuid.uuid4().hex[:6]}"
     mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(mount)], capture_output=True)
+    size = f"size={one_checkpoint_kib * 3 // 2}k"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", size, "tmpfs", str(mount)], capture_output=True)
     if mounted.returncode:
         pytest.skip("mounting a tmpfs needs privileges this machine does not give (the patched test covers it)")
     try:
