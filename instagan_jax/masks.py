@@ -43,7 +43,8 @@ def split_chunks(masks: jax.Array, ins_per: int) -> jax.Array:
 
 def busy_chunks(chunks: jax.Array) -> jax.Array:
     """(K, B, H, W, P) -> (K,) bool: does chunk k hold an instance in any example (slot_validity's test)?"""
-    return jnp.any(chunks > -1.0, axis=(1, 2, 3, 4))
+    per_slot = slot_validity(chunks.reshape(-1, *chunks.shape[2:]))  # (K * B, P)
+    return jnp.any(per_slot.reshape(chunks.shape[0], -1), axis=1)
 
 
 def join_chunks(chunks: jax.Array) -> jax.Array:

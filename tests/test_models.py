@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from instagan_jax import layers
 from instagan_jax.models import ModelSpec, SetDiscriminator, SetGenerator, init_networks
 from instagan_jax.torch_import import convert_checkpoint_dir
 
@@ -245,7 +246,7 @@ def test_native_convolutions_give_the_cpu_forms_numbers_and_gradients(monkeypatc
 
         results = {}
         for forms in ("cpu", "native"):
-            monkeypatch.setenv("INSTAGAN_JAX_CONVOLUTIONS", forms)
+            monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, forms)
             results[forms] = jax.jit(jax.value_and_grad(loss))(params)  # traced anew: the variable is read then
     (value, grads), (native_value, native_grads) = results["cpu"], results["native"]
     chex.assert_trees_all_equal_shapes_and_dtypes(native_grads, grads)

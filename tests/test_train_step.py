@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from instagan_jax import parallel
+from instagan_jax import layers, parallel
 from instagan_jax import train_step as ts
 from instagan_jax.models import ModelSpec
 from instagan_jax.torch_import import convert_state_dict
@@ -22,7 +22,7 @@ def nhwc(x):
 
 @pytest.mark.parametrize("convolutions", ["cpu", "native"])  # native: what a GPU or TPU runs (layers.convolution_forms)
 def test_one_step_matches_the_reference(converted, golden_dir, monkeypatch, convolutions):
-    monkeypatch.setenv("INSTAGAN_JAX_CONVOLUTIONS", convolutions)
+    monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, convolutions)
     spec, nets = converted
     golden = np.load(golden_dir / "train_step.npz")
     cfg = ts.StepConfig(spec=spec, ins_max=4, ins_per=2, pool_size=0)
