@@ -7,9 +7,11 @@ Reads {epoch}_net_G_A.pth, {epoch}_net_G_B.pth and, where present, the discrimin
 PyTorch need not be installed. The workdir then serves translate.py and fine-tuning.
 """
 
-from absl import flags, logging
+import os
 
-from instagan_jax import checkpoint, cli
+from absl import app, flags, logging
+
+from instagan_jax import checkpoint, checks, cli
 from instagan_jax.torch_import import convert_checkpoint_dir
 
 flags.DEFINE_string("checkpoint_dir", None, "Folder with the authors' {epoch}_net_*.pth files.", required=True)
@@ -19,7 +21,12 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    checks.writable_folder(FLAGS.workdir, "--workdir")
+    if os.path.isdir(checkpoint.checkpoint_dir(FLAGS.workdir)) and os.listdir(checkpoint.checkpoint_dir(FLAGS.workdir)):
+        raise checks.InputError(f"--workdir {FLAGS.workdir} already holds checkpoints "
+                                f"({checkpoint.checkpoint_dir(FLAGS.workdir)}); convert into a new workdir")  # fmt: skip
     spec, networks = convert_checkpoint_dir(FLAGS.checkpoint_dir, FLAGS.epoch)
     checkpoint.save_networks(FLAGS.workdir, spec, networks, step=0)
     logging.info("converted %s (%s) into %s", sorted(networks), spec, checkpoint.checkpoint_dir(FLAGS.workdir))

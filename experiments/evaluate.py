@@ -16,23 +16,22 @@ import html
 import json
 import os
 
-import ml_collections
 import numpy as np
 from absl import app, flags, logging
 from clu import metric_writers
 from tqdm import tqdm
 
-from instagan_jax import charts, checkpoint, cli, domains, evaluation, json_files, summaries, training_config
+from instagan_jax import charts, checkpoint, checks, cli, domains, evaluation, json_files, summaries, training_config
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
 
 flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
 flags.DEFINE_list("steps", [], "Checkpoint steps to score, or 'all'; the latest if empty.")
-flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
+flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.", lower_bound=1, upper_bound=100_000)
 flags.DEFINE_string("phase", None, "Held-out split prefix; the config's eval_phase if unset.")
 flags.DEFINE_string("json", None, "Where the metrics go; WORKDIR/eval/metrics.json if unset.")
 flags.DEFINE_string("out_dir", None, "Where the pictures and index.html go; WORKDIR/eval if unset.")
-flags.DEFINE_integer("grid_rows", 8, "Examples shown per direction.")
+flags.DEFINE_integer("grid_rows", 8, "Examples shown per direction.", lower_bound=1, upper_bound=1000)
 flags.DEFINE_bool("averaged", True, "Score the generators' moving averages where the run keeps them (ema_decay > 0).")
 FLAGS = flags.FLAGS
 
@@ -141,13 +140,15 @@ def main(argv):
     if FLAGS.steps == ["all"]:
         steps = available
     else:
+        if not all(s.isdigit() for s in FLAGS.steps):
+            raise app.UsageError(f"--steps must be 'all' or checkpoint steps, got {','.join(FLAGS.steps)!r}")
         steps = [int(s) for s in FLAGS.steps] or available[-1:]
         missing = sorted(set(steps) - set(available))
         if missing:
             raise app.UsageError(f"no checkpoint {missing} in {checkpoint.checkpoint_dir(workdir)} (has {available})")
-    config = ml_collections.ConfigDict(checkpoint.load_config(workdir, steps[-1]))
-    out_dir = FLAGS.out_dir or os.path.join(workdir, "eval")
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = checks.writable_folder(FLAGS.out_dir or os.path.join(workdir, "eval"), "--out_dir")
+    json_path = checks.writable_file(FLAGS.json or os.path.join(out_dir, "metrics.json"), "--json")
+    config = training_config.stored(checkpoint.load_config(workdir, steps[-1]), checkpoint.step_dir(workdir, steps[-1]))
     try:
         data = training_data.held_out_examples(config, workdir, FLAGS.phase or config.eval_phase, FLAGS.num_examples)
     except ValueError as e:  # no such split
@@ -172,7 +173,6 @@ def main(argv):
         logging.info("step %d: %s", step, json.dumps({d: result[d] for d in domains.DIRECTIONS}))
     report = {"workdir": os.path.abspath(workdir), "model": config.model, "dataset": config.dataset,
               "num_examples": len(data["image_A"]), "reference": reference, "results": results}  # fmt: skip
-    json_path = FLAGS.json or os.path.join(out_dir, "metrics.json")
     json_files.write_json(json_path, report, indent=1)
     write_scalars(results, out_dir)
     if len(results) > 1:

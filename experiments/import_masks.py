@@ -18,7 +18,7 @@ import os
 from absl import app, flags
 from tqdm import tqdm
 
-from instagan_jax import cli, image_io, mask_import
+from instagan_jax import checks, cli, image_io, mask_import
 
 flags.DEFINE_enum("format", None, ["labelme", "coco", "label_image"], "What --input holds.", required=True)
 flags.DEFINE_string("input", None, "A file, or a folder of files (labelme, label_image).", required=True)
@@ -42,7 +42,7 @@ def read_all():
     """(stem, masks, source file) for every photo of the input."""
     labels = set(FLAGS.labels) if FLAGS.labels else None
     if FLAGS.format == "coco":
-        for stem, masks in mask_import.read_coco(FLAGS.input, labels).items():
+        for stem, masks in tqdm(mask_import.read_coco(FLAGS.input, labels), desc="coco", unit="photo"):
             yield stem, masks, FLAGS.input
     elif FLAGS.format == "labelme":
         for path in tqdm(input_files((".json",)), desc="labelme", unit="file"):
@@ -56,6 +56,7 @@ def read_all():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    checks.writable_folder(FLAGS.output_dir, "--output_dir")
     photos = instances = empty = 0
     written_by = {}
     existing = image_io.index_masks(FLAGS.output_dir) if os.path.isdir(FLAGS.output_dir) else {}

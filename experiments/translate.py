@@ -24,21 +24,29 @@ from instagan_jax.inference import Translator, prepare_masks
 from instagan_jax.masker_train import MaskPredictor
 
 flags.DEFINE_string("workdir", None, "Workdir holding the checkpoint (trained or converted).", required=True)
-flags.DEFINE_integer("step", None, "Checkpoint step; the latest if unset.")
 flags.DEFINE_string("dataroot", None, "Dataset root in the authors' layout (not needed with --image_dir).")
 flags.DEFINE_string("phase", "test", "Folder prefix: {phase}A, {phase}A_seg, ...")
 flags.DEFINE_enum(
     "direction", "AtoB", list(domains.DIRECTIONS), "AtoB reads {phase}A with G_A; BtoA reads {phase}B with G_B."
 )
-flags.DEFINE_integer("ins_per", 2, "Instances per sequential chunk.")
-flags.DEFINE_integer("ins_max", 20, "Instances translated at most (largest first).")
+flags.DEFINE_integer("step", None, "Checkpoint step; the latest if unset.", lower_bound=0)
+flags.DEFINE_integer("ins_per", 2, "Instances per sequential chunk.", lower_bound=1)
+flags.DEFINE_integer("ins_max", 20, "Instances translated at most (largest first).", lower_bound=1,
+                     upper_bound=checks.MAX_INSTANCES)  # fmt: skip
 flags.DEFINE_list("load_size", None, "H,W to resize to (bicubic); the images' own size if unset.")
-flags.DEFINE_integer("batch_size", 4, "Images of equal size translated together.")
+flags.DEFINE_integer("batch_size", 4, "Images of equal size translated together.", lower_bound=1)
+flags.DEFINE_float("memory_limit_gb", 0, "Refuse photos whose arrays alone need more; 0: this machine's memory.",
+                   lower_bound=0)  # fmt: skip
 flags.DEFINE_string("output_dir", None, "Where the PNGs go.", required=True)
 flags.DEFINE_enum("masks", "given", ["given", "auto"], "given: read {phase}A_seg/; auto: predict them with a masker.")
 flags.DEFINE_string("masker_workdir", None, "With --masks auto: a workdir of experiments/train_masker.py.")
 flags.DEFINE_string("image_dir", None, "With --masks auto: a folder of photos to use instead of DATAROOT/{phase}A.")
 FLAGS = flags.FLAGS
+
+
+def output_name(path_or_stem: str, target: str, kind: str) -> str:
+    """The authors' test.py names: {stem}_fake_B_img.png, {stem}_fake_B_seg.png."""
+    return f"{image_io.image_stem(path_or_stem)}_fake_{target}_{kind}.png"
 
 
 def batches_of_equal_size(examples, batch_size):
@@ -53,19 +61,15 @@ def batches_of_equal_size(examples, batch_size):
 
 
 def main(argv):
-    del argv
-    size_hw = tuple(int(s) for s in FLAGS.load_size) if FLAGS.load_size else None
-    if size_hw is not None:
-        if len(size_hw) != 2:
-            raise app.UsageError(f"--load_size must be H,W, got {FLAGS.load_size}")
-        checks.check_image_size(*size_hw, what="--load_size", error=app.UsageError)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    size_hw = checks.parse_size(FLAGS.load_size, "--load_size") if FLAGS.load_size else None
     auto = FLAGS.masks == "auto"
     if not FLAGS.dataroot and not (auto and FLAGS.image_dir):
         raise app.UsageError("--dataroot is needed (or --masks auto with --image_dir)")
     if auto != bool(FLAGS.masker_workdir):
         raise app.UsageError("--masks auto needs --masker_workdir, and --masker_workdir needs --masks auto")
-    masker = MaskPredictor.from_workdir(FLAGS.masker_workdir) if auto else None
-    translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max)
+    checks.check_chunking(FLAGS.ins_max, FLAGS.ins_per, ("--ins_max", "--ins_per"))
     domain, target = domains.source(FLAGS.direction), domains.target(FLAGS.direction)
     if auto:
         image_dir, mask_index = FLAGS.image_dir or os.path.join(FLAGS.dataroot, f"{FLAGS.phase}{domain}"), {}
@@ -74,8 +78,13 @@ def main(argv):
     else:
         image_dir, mask_dir = image_io.domain_dirs(FLAGS.dataroot, FLAGS.phase, domain)
         mask_index = image_io.index_masks(mask_dir)
-    paths = image_io.list_images(image_dir)
-    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    paths = image_io.list_images(image_dir)  # refuses two photos of one stem, whose outputs would collide
+    checks.writable_folder(FLAGS.output_dir, "--output_dir")
+    for path in paths:
+        checks.check_name(os.path.join(FLAGS.output_dir, output_name(path, target, "img")), f"the output of {path}")
+    masker = MaskPredictor.from_workdir(FLAGS.masker_workdir) if auto else None
+    translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max,
+                                         memory_limit_gb=FLAGS.memory_limit_gb)  # fmt: skip
     predicted_dir = os.path.join(FLAGS.output_dir, "predicted_masks")
 
     def examples():
@@ -83,11 +92,12 @@ def main(argv):
             stem = image_io.image_stem(path)
             if auto:
                 image = image_io.read_image(path, size_hw)
-            else:
-                image, masks = image_io.read_example(path, mask_index.get(stem, []), size_hw)
+            else:  # only the ins_max largest masks are kept: those the translation uses
+                image, masks = image_io.read_example(path, mask_index.get(stem, []), size_hw, keep=FLAGS.ins_max)
             checks.check_image_size(
                 *image.shape[:2], what=f"{path} (pass --load_size to resize)", error=image_io.DataError
             )
+            translator.check_memory(image.shape[:2], FLAGS.batch_size, what=path)
             if auto:  # written in the authors' layout: inspect, fix, and reuse as a _seg folder
                 masks = masker(image[None])[0]
                 found = masks[..., (masks > 0).any(axis=(0, 1))]
@@ -100,12 +110,9 @@ def main(argv):
             out_images, out_masks = translator.translate_batch(np.stack(images), np.stack(masks), FLAGS.direction)
             merged = np.asarray(masks_lib.merge(out_masks))[..., 0]
             for stem, image, mask in zip(stems, out_images, merged, strict=True):
-                Image.fromarray(image_io.to_uint8(image)).save(
-                    os.path.join(FLAGS.output_dir, f"{stem}_fake_{target}_img.png")
-                )
-                Image.fromarray(image_io.to_uint8(mask)).save(
-                    os.path.join(FLAGS.output_dir, f"{stem}_fake_{target}_seg.png")
-                )
+                for kind, array in (("img", image), ("seg", mask)):
+                    path = os.path.join(FLAGS.output_dir, output_name(stem, target, kind))
+                    Image.fromarray(image_io.to_uint8(array)).save(path)
             progress.update(len(batch))
     print(f"Wrote {2 * len(paths)} images to {FLAGS.output_dir}"
           + (f" and the predicted masks to {predicted_dir}" if auto else ""))  # fmt: skip

@@ -184,7 +184,7 @@ def load_networks(
     if names is not None:
         missing = [n for n in names if n not in networks]
         if missing:
-            raise KeyError(f"checkpoint {step} in {checkpoint_dir(workdir)} has no {missing}")
+            raise CheckpointError(f"{step_dir(workdir, step)}: holds no network {missing} (it has {sorted(networks)})")
         networks = {n: networks[n] for n in names}
     return spec, networks
 

@@ -14,12 +14,13 @@ import jax
 from absl import app, logging
 
 from instagan_jax import divergence, stopping
+from instagan_jax.checks import InputError
 from instagan_jax.checkpoint import CheckpointError, CheckpointWriteError
 from instagan_jax.image_io import DataError
 from instagan_jax.torch_import import NotInstaGANError
 from instagan_jax.torch_pickle import TorchFileError
 
-INPUT_ERRORS = (CheckpointError, DataError, NotInstaGANError, TorchFileError, FileNotFoundError)
+INPUT_ERRORS = (CheckpointError, DataError, InputError, NotInstaGANError, TorchFileError, FileNotFoundError)
 
 
 CACHE_VARIABLE = "INSTAGAN_JAX_COMPILATION_CACHE"

@@ -36,6 +36,44 @@ class DemoInputError(gr.Error):
     """A problem with what the user gave, shown on the page."""
 
 
+class CheckedImageEditor(gr.ImageEditor):
+    """gradio's ImageEditor whose uploads are read as translate.py reads its files (image_io): one
+    that is not an image, truncated, over MAX_PIXELS or 16-bit ends in a message on the page that
+    says so. Each layer becomes its mask (image_io.mask_array: alpha where painted on transparency)
+    as soon as it is decoded, and more than ``max_layers`` layers are refused before any is."""
+
+    def __init__(self, *args, max_layers: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_layers = max_layers
+
+    def preprocess(self, payload):
+        if payload is not None:
+            cached = self.blob_storage.get(payload.id) if payload.id is not None else None
+            count = len((cached.layers if cached else payload.layers) or [])
+            if count > self.max_layers:
+                raise DemoInputError(f"{count} layers is more than this demo takes ({self.max_layers}, for a model "
+                                     "that translates the largest ins_max instances): merge or delete layers")  # fmt: skip
+        return super().preprocess(payload)
+
+    def convert_and_format_image(self, file, flatten_on_white: bool = False):
+        if file is None:
+            return None
+        with tempfile.TemporaryDirectory() as folder:
+            if isinstance(file, (bytes, bytearray, memoryview)):
+                path, name = os.path.join(folder, "upload"), "the upload"
+                with open(path, "wb") as f:
+                    f.write(file)
+            else:
+                path, name = file.path, file.orig_name or "the upload"
+            try:
+                image = image_io.open_image(path, None, max_pixels=MAX_PIXELS)
+            except image_io.DataError as e:
+                raise DemoInputError(str(e).replace(path, name)) from None
+        if flatten_on_white:  # the photo (and the page's composite)
+            return np.asarray(image.convert("RGB"))
+        return image_io.mask_array(image)
+
+
 def example_photos(folder: str, rendered: int = 40, size: int = 36) -> list[str]:
     """Procedural shapes photos of both domains (discs for A -> B, squares for B -> A), written once,
     at the scale the default configs train on (rendered at 40, resized to 36)."""
@@ -85,9 +123,9 @@ def image_and_masks(editor: dict | None, ins_max: int) -> tuple[np.ndarray, np.n
         layer = np.asarray(layer)
         if layer.shape[:2] != (h, w):
             continue
-        alpha = layer[..., 3] if layer.ndim == 3 and layer.shape[-1] == 4 else _as_rgb(layer).max(-1)
-        if (alpha > 0).any():
-            painted.append(alpha[:crop_h, :crop_w] > 0)
+        mask = layer if layer.ndim == 2 else image_io.mask_array(Image.fromarray(layer))  # read as translate.py does
+        if (mask > 0).any():
+            painted.append(mask[:crop_h, :crop_w] > 0)
     if not painted:
         raise DemoInputError("No instance is painted: paint each object on its own layer, or press “Predict masks”.")
     if len(painted) > ins_max:
@@ -151,8 +189,9 @@ def build(translator: Translator, masker=None, examples_dir: str | None = None) 
         with gr.Row():
             with gr.Column():
                 brush = gr.Brush(colors=["#e6194b", "#3cb44b", "#4363d8", "#f58231"], color_mode="fixed")
-                editor = gr.ImageEditor(label="photo and instance layers", type="numpy", image_mode="RGBA",
-                                        sources=("upload",), format="png", elem_id="editor", brush=brush)  # fmt: skip
+                editor = CheckedImageEditor(label="photo and instance layers", type="numpy", image_mode="RGBA",
+                                            sources=("upload",), format="png", elem_id="editor", brush=brush,
+                                            max_layers=2 * translator.ins_max + 1)  # fmt: skip
                 direction = gr.Radio(list(DIRECTION_LABELS), value="A → B", label="direction", elem_id="direction")
                 with gr.Row():
                     predict_button = gr.Button("Predict masks", elem_id="predict", interactive=masker is not None)

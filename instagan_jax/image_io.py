@@ -4,14 +4,18 @@
 
 Images are resized with PIL's bicubic filter and scaled to [-1, 1] exactly as the
 reference's torchvision transforms do, so translations match the authors' ``test.py``
-to the grey level. Masks may be saved as L or RGB and are read as grayscale.
+to the grey level. Photos are turned upright by their EXIF orientation (as phones save them
+and as viewers and annotation tools show them), masks likewise. Every entry point reads a mask
+with ``mask_values``: its alpha channel where it has one that is not fully opaque (a painted
+layer), else its grey level (L, palette or RGB).
 
 Dataset folders come from elsewhere, so every file is checked before it is decoded, and
 every problem raises ``DataError`` naming the file: a link that leads outside its folder, a
 FIFO or device (which would block a read forever), content that is not one of
 ``IMAGE_FORMATS`` whatever its name (PIL's other plugins, e.g. EPS through Ghostscript, are
 never reached), more than ``MAX_IMAGE_PIXELS`` pixels (a decompression bomb), 16-bit or
-float pixels, truncated data, more than ``MAX_MASKS_PER_IMAGE`` masks for one image.
+float pixels, truncated data, more than ``MAX_MASKS_PER_IMAGE`` masks for one image, or two
+images of one stem (``x.png`` and ``x.jpg``, whose masks and outputs would be confused).
 """
 
 from __future__ import annotations
@@ -23,14 +27,18 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
+
+from instagan_jax import checks
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "PPM", "TIFF")  # what the extensions name; content decides
 # A 50-megapixel photo decodes to 150 MB of RGB; raise this (module attribute) for larger ones.
 MAX_IMAGE_PIXELS = 50_000_000
 # COCO's most crowded image has 93 instances; a folder of thousands of masks is a mistake or an attack.
-MAX_MASKS_PER_IMAGE = 256
+MAX_MASKS_PER_IMAGE = checks.MAX_INSTANCES
+# One image's masks together, as stored bytes (a dataset keeps them whole): 256 masks of 8 megapixels.
+MAX_MASK_PIXELS = 2**31
 _MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")  # 8-bit modes PIL converts exactly
 _MASK_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)\.png$", re.IGNORECASE)
 
@@ -52,13 +60,25 @@ def domain_dirs(dataroot: str, phase: str, domain: str) -> tuple[str, str]:
 
 
 def list_images(image_dir: str) -> list[str]:
-    """Sorted image paths of a folder; an empty folder is an error."""
+    """Sorted image paths of a folder; an empty folder, or two images of one stem, is an error."""
     paths = sorted(
         os.path.join(image_dir, name) for name in os.listdir(image_dir) if name.lower().endswith(IMAGE_EXTENSIONS)
     )
     if not paths:
         raise DataError(f"{image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+    check_unique_stems(paths)
     return paths
+
+
+def check_unique_stems(paths: Sequence[str]) -> None:
+    """Masks ({stem}_k.png) and outputs are named by stem: two photos of one stem cannot both have theirs."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        stem = image_stem(path)
+        if stem in seen:
+            raise DataError(f"{path} and {seen[stem]} share the name {stem!r}, so their masks and outputs would be "
+                            "confused; rename one")  # fmt: skip
+        seen[stem] = path
 
 
 def index_masks(mask_dir: str) -> dict[str, list[str]]:
@@ -90,23 +110,25 @@ def check_regular_file_inside_folder(path: str) -> None:
         raise DataError(f"{path}: not a regular file (a folder, FIFO or device)")
 
 
-def open_image(path: str, mode: str | None) -> Image.Image:
+def open_image(path: str, mode: str | None, max_pixels: int | None = None) -> Image.Image:
     """A checked, fully decoded image converted to ``mode`` ("RGB" or "L"; None keeps the stored
-    mode, e.g. a palette image's indices); DataError otherwise."""
+    mode, e.g. a palette image's indices); DataError otherwise. ``max_pixels`` lowers the limit."""
     check_regular_file_inside_folder(path)
+    limit = min(max_pixels or MAX_IMAGE_PIXELS, MAX_IMAGE_PIXELS)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=IMAGE_FORMATS) as img:
                 pixels = img.width * img.height
-                if pixels > MAX_IMAGE_PIXELS:
+                if pixels > limit:
                     raise DataError(
-                        f"{path}: {img.width}x{img.height} pixels is over the limit of {MAX_IMAGE_PIXELS} "
+                        f"{path}: {img.width}x{img.height} pixels is over the limit of {limit} "
                         "(image_io.MAX_IMAGE_PIXELS; a decompression bomb or a photo to shrink first)"
                     )
                 if img.mode not in _MODES:
                     raise DataError(f"{path}: pixel mode {img.mode} (16-bit or float) is not supported; save as 8-bit")
                 img.load()
+                img = ImageOps.exif_transpose(img)  # upright, as a viewer shows it
                 return img.convert(mode) if mode else img.copy()
     except DataError:
         raise
@@ -130,22 +152,26 @@ def read_image(path: str, size_hw: tuple[int, int] | None = None) -> np.ndarray:
     return _to_unit_range(open_image(path, "RGB"), size_hw)
 
 
-def read_example(image_path: str, mask_paths: Sequence[str], size_hw: tuple[int, int] | None = None):
+def read_example(
+    image_path: str, mask_paths: Sequence[str], size_hw: tuple[int, int] | None = None, keep: int | None = None
+):
     """An image and its masks, resized alike: ((H, W, 3), (H, W, n)) float32 in [-1, 1].
 
-    Validated as read_raw_example does.
+    Validated as read_raw_example does, one mask at a time: with ``keep`` only the ``keep``
+    largest masks (those a translation of ins_max = keep uses) are held, so memory does not grow
+    with the number of masks.
     """
-    image, masks = read_raw_example(image_path, mask_paths)
-    masks = [_to_unit_range(Image.fromarray(m), size_hw) for m in masks]
-    return _to_unit_range(Image.fromarray(image), size_hw), np.stack(masks, axis=-1)
+    _check_mask_count(image_path, mask_paths)
+    photo = open_image(image_path, "RGB")
+    image = _to_unit_range(photo, size_hw)
+    kept: list[tuple[float, int, np.ndarray]] = []  # (-area, index, mask): the largest first, then the earliest
+    for index, path in enumerate(mask_paths):
+        mask = _to_unit_range(Image.fromarray(read_mask(path, photo.size, image_path)), size_hw)
+        kept = sorted([*kept, (-float(np.mean(mask)), index, mask)], key=lambda k: k[:2])[:keep]
+    return image, np.stack([mask for _, _, mask in sorted(kept, key=lambda k: k[1])], axis=-1)
 
 
-def read_raw_example(image_path: str, mask_paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Image (H, W, 3) and masks (n, H, W) as stored, uint8, validated: the dataset builders' reader.
-
-    Raises DataError for an image without masks, a mask whose size differs from its
-    image's, an unreadable file, or a "mask" that is really a photo.
-    """
+def _check_mask_count(image_path: str, mask_paths: Sequence[str]) -> None:
     if not mask_paths:
         raise DataError(f"{image_path}: no instance masks found for this image ({image_stem(image_path)}_<k>.png)")
     if len(mask_paths) > MAX_MASKS_PER_IMAGE:
@@ -153,18 +179,52 @@ def read_raw_example(image_path: str, mask_paths: Sequence[str]) -> tuple[np.nda
             f"{image_path}: {len(mask_paths)} instance masks, over the limit of {MAX_MASKS_PER_IMAGE} "
             "(image_io.MAX_MASKS_PER_IMAGE)"
         )
-    image = np.asarray(open_image(image_path, "RGB"))
-    masks = []
-    for path in mask_paths:
-        rgb = np.asarray(open_image(path, "RGB"))
-        if rgb.shape != image.shape:
-            raise DataError(
-                f"{path}: mask is {rgb.shape[1]}x{rgb.shape[0]} (WxH) but its image {image_path} "
-                f"is {image.shape[1]}x{image.shape[0]}"
-            )
-        check_is_mask(path, rgb)
-        masks.append(np.asarray(open_image(path, "L")))
-    return image, np.stack(masks)
+
+
+def read_raw_example(image_path: str, mask_paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Image (H, W, 3) and masks (n, H, W) as stored, uint8, validated: the dataset builders' reader.
+
+    Raises DataError for an image without masks, a mask whose size differs from its
+    image's, an unreadable file, a "mask" that is really a photo, or masks that together
+    exceed MAX_MASK_PIXELS.
+    """
+    _check_mask_count(image_path, mask_paths)
+    photo = open_image(image_path, "RGB")
+    if len(mask_paths) * photo.width * photo.height > MAX_MASK_PIXELS:
+        raise DataError(f"{image_path}: {len(mask_paths)} masks of {photo.width}x{photo.height} pixels are over "
+                        f"the limit of {MAX_MASK_PIXELS} mask pixels (image_io.MAX_MASK_PIXELS); shrink them first")  # fmt: skip
+    masks = [read_mask(path, photo.size, image_path) for path in mask_paths]
+    return np.asarray(photo), np.stack(masks)
+
+
+def read_mask(path: str, size_wh: tuple[int, int] | None = None, image_path: str = "") -> np.ndarray:
+    """One mask file as (H, W) uint8, 255 = instance (mask_values), checked to be a mask and, with
+    ``size_wh``, to be the size of its image ``image_path``."""
+    img = open_image(path, None)
+    if size_wh is not None and img.size != tuple(size_wh):
+        raise DataError(
+            f"{path}: mask is {img.width}x{img.height} (WxH) but its image {image_path} is {size_wh[0]}x{size_wh[1]}"
+        )
+    values = mask_array(img)
+    check_is_mask(path, np.asarray(img.convert("RGB")) if mask_values(img) is None else np.stack([values] * 3, -1))
+    return values
+
+
+def mask_array(img: Image.Image) -> np.ndarray:
+    """(H, W) uint8 of a mask image or painted layer, 255 = instance: mask_values, else its grey level."""
+    values = mask_values(img)
+    return np.asarray(img.convert("L")) if values is None else values
+
+
+def mask_values(img: Image.Image) -> np.ndarray | None:
+    """A mask's alpha channel, (H, W) uint8, where it has one that is not fully opaque (a layer
+    painted on transparency: its colour says nothing); None where its grey level is the mask."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode not in ("LA", "PA", "RGBA", "La", "RGBa"):
+        return None
+    alpha = np.asarray(img.getchannel("A"))
+    return alpha.copy() if alpha.min() < 255 else None
 
 
 def check_is_mask(path: str, rgb: np.ndarray) -> None:

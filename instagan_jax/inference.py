@@ -49,9 +49,21 @@ class Translator:
     ins_max: int = 20
     masker: Callable[[np.ndarray], np.ndarray] | None = None  # images -> masks, for photos without any
     binary_masks: bool = False  # threshold input masks at half, as the run's data were (config.binary_masks)
+    memory_limit_gb: float = 0  # checks.memory_budget's limit for check_memory; 0: this machine's memory
 
     def __post_init__(self):
         checks.check_chunking(self.ins_max, self.ins_per)
+
+    def check_memory(self, size_hw: tuple[int, int], batch: int = 1, what: str = "the photo") -> None:
+        """Refuses, before anything is compiled or allocated, a batch of photos of ``size_hw`` whose
+        arrays alone (inputs, outputs and the full-size feature maps of the image and of a chunk's
+        masks: a lower bound) need more than the memory budget."""
+        per_pixel = 2 * (3 + self.ins_max) + 2 * self.spec.ngf
+        if self.spec.uses_masks:
+            per_pixel += self.ins_per * (self.spec.ngf_mask or self.spec.ngf)
+        needed = batch * size_hw[0] * size_hw[1] * 4 * per_pixel
+        checks.check_memory(needed, f"{what}: translating {size_hw[1]}x{size_hw[0]} pixels", self.memory_limit_gb,
+                            raise_with="--memory_limit_gb")  # fmt: skip
 
     @classmethod
     def from_workdir(cls, workdir: str, step: int | None = None, averaged: bool = True, **kwargs) -> Translator:
@@ -66,6 +78,7 @@ class Translator:
         """images (B, H, W, 3) and prepared masks (B, H, W, ins_max) -> translated, as numpy."""
         images, masks = np.asarray(images, np.float32), np.asarray(masks, np.float32)
         checks.check_image_size(*images.shape[1:3])
+        self.check_memory(images.shape[1:3], len(images))
         if self.binary_masks:
             masks = np.where(masks > 0, 1.0, -1.0).astype(np.float32)
         variables = self.generators[domains.generator(direction)]

@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from instagan_jax import image_io
+from instagan_jax import checks, image_io
 from instagan_jax.image_io import DataError
 from instagan_jax.json_files import read_json
 
 MAX_COORDINATE = 1e6  # pixels; anything larger is not a photo's polygon
-MAX_MASK_PIXELS = 2**31  # all of one photo's masks together, held in memory as bytes
+MAX_POINTS = 100_000  # per polygon: a traced outline of a large photo has thousands
+MAX_SHAPES = 10_000  # per labelme file, and polygons per COCO annotation
+# Bounding-box pixels the shapes of one photo may fill (drawing costs their area): seconds of work.
+MAX_DRAWN_PIXELS = 2**32
 AREA_SHAPES = ("polygon", "rectangle", "circle")
 SKIPPED_SHAPES = ("line", "linestrip", "point", "points")
 
@@ -68,37 +72,52 @@ def _points(values, where: str) -> list[tuple[float, float]]:
     return list(zip(flat[0::2], flat[1::2], strict=True))
 
 
-def _draw(size_hw: tuple[int, int], kind: str, points, where: str) -> np.ndarray:
-    canvas = Image.new("L", (size_hw[1], size_hw[0]), 0)
-    draw = ImageDraw.Draw(canvas)
-    if kind == "polygon":
-        if len(points) < 3:
-            raise DataError(f"{where}: a polygon needs at least 3 points, got {len(points)}")
-        draw.polygon(points, fill=255)
-    elif kind == "rectangle":
-        if len(points) != 2:
-            raise DataError(f"{where}: a rectangle is 2 corner points, got {len(points)}")
-        (x0, y0), (x1, y1) = points
-        draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], fill=255)
-    else:  # circle: centre and a point on it
-        if len(points) != 2:
-            raise DataError(f"{where}: a circle is its centre and a point on it, got {len(points)} points")
+def _draw(canvas: Image.Image, kind: str, points, where: str, budget: list[int]) -> None:
+    """Fills one shape into ``canvas`` (an instance's "L" image, 255 = inside). ``budget`` holds
+    the pixels of bounding boxes the photo may still fill: drawing costs their area, so a file
+    of huge overlapping shapes is refused instead of drawn for hours."""
+    if kind == "polygon" and not 3 <= len(points) <= MAX_POINTS:
+        raise DataError(f"{where}: a polygon needs 3 to {MAX_POINTS} points, got {len(points)}")
+    if kind != "polygon" and len(points) != 2:
+        what = "a rectangle is 2 corner points" if kind == "rectangle" else "a circle is its centre and a point on it"
+        raise DataError(f"{where}: {what}, got {len(points)} points")
+    if kind == "circle":
         (cx, cy), (px, py) = points
         r = math.hypot(px - cx, py - cy)
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-    return np.asarray(canvas) > 0
+        box = [cx - r, cy - r, cx + r, cy + r]
+    else:
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        box = [min(xs), min(ys), max(xs), max(ys)]
+    width, height = canvas.size
+    inside_w = max(0.0, min(box[2], width) - max(box[0], 0)) + 1
+    inside_h = max(0.0, min(box[3], height) - max(box[1], 0)) + 1
+    budget[0] -= int(inside_w * inside_h)
+    if budget[0] < 0:
+        raise DataError(f"{where}: the photo's shapes fill more than {MAX_DRAWN_PIXELS} pixels of bounding boxes "
+                        "(mask_import.MAX_DRAWN_PIXELS): too many or too large overlapping shapes")  # fmt: skip
+    draw = ImageDraw.Draw(canvas)
+    if kind == "polygon":
+        draw.polygon(points, fill=255)
+    elif kind == "rectangle":
+        draw.rectangle(box, fill=255)
+    else:
+        draw.ellipse(box, fill=255)
+
+
+def _canvas(size_hw) -> Image.Image:
+    return Image.new("L", (size_hw[1], size_hw[0]), 0)
 
 
 def _check_count(count: int, size_hw, where: str) -> None:
     if count > image_io.MAX_MASKS_PER_IMAGE:
         raise DataError(f"{where}: {count} instances is over the limit of {image_io.MAX_MASKS_PER_IMAGE}")
-    if count * size_hw[0] * size_hw[1] > MAX_MASK_PIXELS:
+    if count * size_hw[0] * size_hw[1] > image_io.MAX_MASK_PIXELS:
         raise DataError(f"{where}: {count} instances of {size_hw[1]}x{size_hw[0]} pixels are over the limit of "
-                        f"{MAX_MASK_PIXELS} mask pixels (mask_import.MAX_MASK_PIXELS)")  # fmt: skip
+                        f"{image_io.MAX_MASK_PIXELS} mask pixels (image_io.MAX_MASK_PIXELS)")  # fmt: skip
 
 
-def _stack(masks: list[np.ndarray], size_hw) -> np.ndarray:
-    return np.stack(masks) if masks else np.zeros((0, *size_hw), bool)
+def _stack(canvases: list[Image.Image], size_hw) -> np.ndarray:
+    return np.stack([np.asarray(c) > 0 for c in canvases]) if canvases else np.zeros((0, *size_hw), bool)
 
 
 def read_labelme(path: str, labels: set[str] | None = None) -> tuple[str, np.ndarray]:
@@ -108,8 +127,12 @@ def read_labelme(path: str, labels: set[str] | None = None) -> tuple[str, np.nda
                  data.get("imageWidth") if isinstance(data, dict) else None, path)  # fmt: skip
     image_path = data.get("imagePath")
     stem = _stem(image_path) if isinstance(image_path, str) else image_io.image_stem(path)
-    instances: dict[object, np.ndarray] = {}
-    for i, shape in enumerate(_field(data, "shapes", list, path)):
+    shapes = _field(data, "shapes", list, path)
+    if len(shapes) > MAX_SHAPES:
+        raise DataError(f"{path}: {len(shapes)} shapes, over the limit of {MAX_SHAPES} (mask_import.MAX_SHAPES)")
+    instances: dict[object, Image.Image] = {}
+    budget = [MAX_DRAWN_PIXELS]
+    for i, shape in enumerate(shapes):
         where = f"{path}: shapes[{i}]"
         label = _field(shape, "label", str, where)
         kind = shape.get("shape_type") or "polygon"  # labelme < 4 wrote no type: polygons
@@ -117,24 +140,32 @@ def read_labelme(path: str, labels: set[str] | None = None) -> tuple[str, np.nda
             continue
         if kind not in AREA_SHAPES:
             raise DataError(f"{where}: shape_type {str(kind)[:40]!r} is not one of {AREA_SHAPES + SKIPPED_SHAPES}")
-        area = _draw(size, kind, _points(_field(shape, "points", list, where), where), where)
+        points = _points(_field(shape, "points", list, where), where)
         group = shape.get("group_id")
         key = ("group", group) if isinstance(group, int) and not isinstance(group, bool) else ("shape", i)
-        instances[key] = instances[key] | area if key in instances else area
-        _check_count(len(instances), size, path)
+        if key not in instances:
+            _check_count(len(instances) + 1, size, path)
+            instances[key] = _canvas(size)
+        _draw(instances[key], kind, points, where, budget)
     return stem, _stack(list(instances.values()), size)
 
 
-def read_coco(path: str, categories: set[str] | None = None) -> dict[str, np.ndarray]:
-    """{stem of each image's file_name: (N, H, W) masks} of a COCO-style file; images without an
-    instance are left out. ``categories`` keeps only the annotations of those category names."""
+def read_coco(path: str, categories: set[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """(stem of an image's file_name, (N, H, W) masks) for each image of a COCO-style file with an
+    instance, drawn one image at a time (memory does not grow with the file's images). ``categories``
+    keeps only the annotations of those category names. Two images of one stem are refused."""
     data = read_json(path)
-    images = {}
+    images, stems = {}, {}
     for i, info in enumerate(_field(data, "images", list, path)):
         where = f"{path}: images[{i}]"
         image_id = _field(info, "id", (int, str), where)
         name = _field(info, "file_name", str, where)
-        images[image_id] = (_stem(name), _size(info.get("height"), info.get("width"), where))
+        stem = _stem(name)
+        if stem in stems:
+            raise DataError(f"{where}: {name!r} and {stems[stem]!r} share the name {stem!r}, so one's masks would "
+                            "replace the other's; import them in two runs with two --output_dir")  # fmt: skip
+        stems[stem] = name
+        images[image_id] = (stem, _size(info.get("height"), info.get("width"), where))
     wanted = None
     if categories is not None:
         known = {}
@@ -145,7 +176,7 @@ def read_coco(path: str, categories: set[str] | None = None) -> dict[str, np.nda
         if missing:
             raise DataError(f"{path}: no categories {missing} (it has {sorted(known)[:20]})")
         wanted = {known[name] for name in categories}
-    masks: dict[object, list[np.ndarray]] = {}
+    by_image: dict[object, list[tuple[str, object]]] = {}
     for i, ann in enumerate(_field(data, "annotations", list, path)):
         where = f"{path}: annotations[{i}]"
         image_id = _field(ann, "image_id", (int, str), where)
@@ -153,20 +184,29 @@ def read_coco(path: str, categories: set[str] | None = None) -> dict[str, np.nda
             raise DataError(f"{where}: image_id {repr(image_id)[:40]} is not in images")
         if ann.get("iscrowd") or (wanted is not None and ann.get("category_id") not in wanted):
             continue
-        size = images[image_id][1]
-        masks.setdefault(image_id, []).append(_coco_segmentation(ann.get("segmentation"), size, where))
-        _check_count(len(masks[image_id]), size, where)
-    return {images[image_id][0]: np.stack(found) for image_id, found in masks.items()}
+        by_image.setdefault(image_id, []).append((where, ann.get("segmentation")))
+        _check_count(len(by_image[image_id]), images[image_id][1], where)
+
+    def drawn():  # the file is checked above, when called; each photo is drawn when reached
+        for image_id, annotations in by_image.items():
+            stem, size = images[image_id]
+            budget = [MAX_DRAWN_PIXELS]
+            yield stem, np.stack([_coco_segmentation(segmentation, size, where, budget)
+                                  for where, segmentation in annotations])  # fmt: skip
+
+    return drawn()
 
 
-def _coco_segmentation(segmentation, size_hw, where: str) -> np.ndarray:
+def _coco_segmentation(segmentation, size_hw, where: str, budget: list[int]) -> np.ndarray:
     if isinstance(segmentation, list):  # polygons of one instance (occlusion can split it)
         if not segmentation:
             raise DataError(f"{where}: empty segmentation")
-        area = np.zeros(size_hw, bool)
+        if len(segmentation) > MAX_SHAPES:
+            raise DataError(f"{where}: {len(segmentation)} polygons, over the limit of {MAX_SHAPES}")
+        canvas = _canvas(size_hw)
         for polygon in segmentation:
-            area |= _draw(size_hw, "polygon", _points(polygon, where), where)
-        return area
+            _draw(canvas, "polygon", _points(polygon, where), where, budget)
+        return np.asarray(canvas) > 0
     if isinstance(segmentation, dict):
         return _decode_rle(segmentation, size_hw, where)
     raise DataError(f"{where}: segmentation must be polygons or RLE, got {type(segmentation).__name__}")
@@ -195,13 +235,16 @@ def _decode_rle(rle: dict, size_hw, where: str) -> np.ndarray:
 
 def read_label_image(path: str) -> np.ndarray:
     """(N, H, W) masks of one label image: every non-zero value (grey or palette index) or
-    non-black colour is an instance, in increasing order of value."""
+    non-black colour is an instance, in increasing order of value; transparent pixels are background."""
     image = image_io.open_image(path, None)
     if image.mode in ("1", "L", "P", "LA", "PA"):
         labels = np.asarray(image.getchannel(0) if image.mode in ("LA", "PA") else image).astype(np.int64)
     else:
         rgb = np.asarray(image.convert("RGB")).astype(np.int64)
         labels = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    alpha = image_io.mask_values(image)
+    if alpha is not None:  # painted on transparency: what is transparent is background
+        labels[alpha == 0] = 0
     values = np.unique(labels)
     values = values[values != 0]
     _check_count(len(values), labels.shape, path)
@@ -216,12 +259,15 @@ def check_stem(stem: str, source: str) -> str:
 
 
 def write_masks(out_dir: str, stem: str, masks: np.ndarray, source: str) -> list[str]:
-    """Writes (N, H, W) masks as out_dir/{stem}_{k}.png (0 / 255); returns the paths."""
+    """Writes (N, H, W) masks as out_dir/{stem}_{k}.png (0 / 255), replacing the photo's masks
+    there whole (masks {stem}_{k}.png of an earlier write with k >= N are removed); returns the paths."""
     check_stem(stem, source)
-    os.makedirs(out_dir, exist_ok=True)
+    checks.writable_folder(out_dir, "the masks' folder")
     paths = []
     for k, mask in enumerate(masks):
         path = os.path.join(out_dir, f"{stem}_{k}.png")
         Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(path)
         paths.append(path)
+    for stale in image_io.index_masks(out_dir).get(stem, [])[len(paths) :]:
+        os.remove(stale)
     return paths

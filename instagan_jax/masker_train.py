@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import checkpoint, checks, summaries, training_config, training_loop
+from instagan_jax import checkpoint, checks, summaries, training_config, training_loop, workdir_lock
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
 from instagan_jax.xla_options import compiler_options, jit_at_first_call
@@ -125,10 +125,17 @@ def masks_picture(spec: masker_lib.MaskerSpec, params, batch: dict) -> np.ndarra
 
 
 def train_masker(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains until config.num_train_steps (resuming from the workdir's newest checkpoint); returns params."""
+    """Trains until config.num_train_steps (resuming from the workdir's newest checkpoint); returns params.
+
+    The workdir is locked for the run, as train.train's."""
     training_config.validate(config)
     spec = masker_spec(config)
-    os.makedirs(workdir, exist_ok=True)
+    checks.writable_folder(workdir, "--workdir")
+    with workdir_lock.hold(workdir):
+        return _train_masker(config, workdir, spec)
+
+
+def _train_masker(config: ml_collections.ConfigDict, workdir: str, spec: masker_lib.MaskerSpec) -> dict:
     writer = metric_writers.create_default_writer(workdir, asynchronous=True)
     h, w = config.fine_size
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.num_train_steps)

@@ -20,7 +20,8 @@ import tensorflow as tf
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import checkpoint, domains, layers, parallel, summaries, training_config, training_loop, xla_options
+from instagan_jax import (checkpoint, checks, domains, layers, parallel, summaries, training_config, training_loop,
+                          workdir_lock, xla_options)  # fmt: skip
 from instagan_jax import train_step as ts
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import translate_arrays
@@ -49,10 +50,17 @@ def translation_picture(cfg: ts.StepConfig, state: ts.TrainState, batch: dict) -
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
-    """Trains until config.num_train_steps; resumes from the workdir's newest readable checkpoint."""
+    """Trains until config.num_train_steps; resumes from the workdir's newest readable checkpoint.
+
+    The workdir is locked for the run (workdir_lock.py): a second run into it is refused."""
     training_config.validate(config)
+    checks.writable_folder(workdir, "--workdir")
+    with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
+        return _train(config, workdir)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
     tf.config.set_visible_devices([], "GPU")  # tf.data must not take accelerator memory
-    os.makedirs(workdir, exist_ok=True)
     cfg = training_config.step_config(config)
     is_chief = jax.process_index() == 0
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief, asynchronous=True)

@@ -67,6 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.log_every_steps = 50
     config.image_every_steps = 500
     config.checkpoint_every_steps = 300
-    config.max_checkpoints_to_keep = 3
+    config.max_checkpoints_to_keep = 3  # at least 1: the newest is always kept
+    config.memory_limit_gb = 0  # refuse a config whose arrays alone need more; 0 = this machine's memory
     config.allow_config_change = False  # resume even if model or data shape keys changed
     return config

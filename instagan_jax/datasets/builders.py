@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import time
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -23,6 +24,9 @@ from instagan_jax import image_io
 from instagan_jax.datasets import shapes
 
 _VERSION = tfds.core.Version("1.0.0")
+# A data_dir holding this file (or only these builders' folders) is ours to prepare datasets in.
+DATA_DIR_MARKER = ".instagan_jax_data"
+BUILDER_NAMES = ("instagan_shapes", "instagan_folder", "instagan_coco", "downloads")
 
 
 def _features() -> tfds.features.FeaturesDict:
@@ -131,6 +135,9 @@ class InstaganFolder(tfds.core.GeneratorBasedBuilder):
             yield stem, _example(stem, image, masks)
         if skipped:
             logging.warning("%s%s: skipped %d unusable images", phase, domain, skipped)
+            if skipped == len(image_io.list_images(image_dir)):
+                raise image_io.DataError(f"{image_dir}: every image was skipped as unusable (the warnings above say "
+                                         "why); nothing is left to train on")  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -228,15 +235,56 @@ def prepare(
             raise image_io.DataError(f"{dataroot}: dataroot does not exist")
         download_config = tfds.download.DownloadConfig(manual_dir=os.path.abspath(dataroot))
         if dataset == "folder":
-            phase_splits(dataroot)  # a clear error before tfds's own checks
-            # one prepared copy per dataroot: the config is named after the folder and its path
+            # one prepared copy per dataroot and content: named after the folder, its path and a
+            # fingerprint of its files, so that a changed folder is prepared again, never stale
             digest = hashlib.sha1(os.path.abspath(dataroot).encode()).hexdigest()[:8]
-            name = f"{os.path.basename(os.path.normpath(dataroot))}_{digest}"
+            name = f"{os.path.basename(os.path.normpath(dataroot))}_{digest}_{folder_fingerprint(dataroot)}"
             config = FolderConfig(name=name, skip_bad_files=skip_bad_files)
             builder = InstaganFolder(config=config, data_dir=data_dir)
         else:
             builder = InstaganCoco(config=coco or CocoConfig(name="sheep_giraffe"), data_dir=data_dir)
     else:
         raise ValueError(f"unknown dataset {dataset!r}: expected 'shapes', 'folder' or 'coco'")
+    if not _is_prepared(builder):
+        _announce(builder, dataset, dataroot)
     builder.download_and_prepare(download_config=download_config)
     return builder
+
+
+def folder_fingerprint(dataroot: str) -> str:
+    """A digest of the names, sizes and modification times of every file in the phase folders:
+    changes whenever an image or mask is added, removed, replaced or edited."""
+    entries = []
+    for split in phase_splits(dataroot):
+        for folder in (split, f"{split}_seg"):
+            with os.scandir(os.path.join(dataroot, folder)) as it:
+                for entry in it:
+                    info = entry.stat(follow_symlinks=False)
+                    entries.append(f"{folder}/{entry.name}\0{info.st_size}\0{info.st_mtime_ns}")
+    return hashlib.sha1("\n".join(sorted(entries)).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
+    return os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json"))
+
+
+def _announce(builder: tfds.core.DatasetBuilder, dataset: str, dataroot: str | None) -> None:
+    """Says before a preparation starts how much it will do and about how long it will take,
+    from the time of a few examples (the bars that follow count each split)."""
+    c = builder.builder_config
+    if dataset == "shapes":
+        total = 2 * (c.num_train + c.num_test)
+        sample = min(20, c.num_train)
+        start = time.perf_counter()
+        for i in range(sample):
+            shapes.render("A", c.seed, i, (c.size, c.size), c.max_instances, c.min_instances, c.task)
+        # encoding and writing an example take about three times as long as rendering it
+        seconds = 4 * total * (time.perf_counter() - start) / sample
+        what = f"{total} generated images"
+    else:
+        seconds, what = None, f"the images of {dataroot}"
+        if dataset == "folder":
+            counts = sum(len(os.listdir(os.path.join(dataroot, s))) for s in phase_splits(dataroot))
+            what = f"{counts} images of {dataroot}"
+    eta = "" if seconds is None else f", about {seconds:.0f} s" if seconds < 120 else f", about {seconds / 60:.0f} min"
+    logging.info("preparing %s/%s once under %s: %s%s", builder.name, c.name, builder.data_dir, what, eta)

@@ -22,6 +22,8 @@ from PIL import Image
 
 # Hue ranges (in [0, 1)) of the two colour families.
 HUES = {"A": (0.97, 1.08), "B": (0.55, 0.66)}  # A: red-orange (wraps around 1), B: blue
+# Images per split at most: a million 64x64 images take hours to render and gigabytes to keep.
+MAX_GENERATED = 1_000_000
 TASKS = ("squares", "bars", "chosen")  # what domain B holds; "chosen": squares, and bystanders in both
 BYSTANDERS = (1, 2)  # task "chosen": unmasked discs per image
 BAR_ELONGATION = (3.0, 4.5)  # long side / short side of the bars

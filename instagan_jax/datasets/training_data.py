@@ -14,13 +14,14 @@ import jax
 import numpy as np
 import tensorflow as tf
 
-from instagan_jax import input_pipeline, parallel, training_config
+from instagan_jax import checks, input_pipeline, parallel, training_config
 from instagan_jax.datasets import builders, shapes
 
 
 def prepare_dataset(config, workdir: str):
     """The prepared tfds builder of config.dataset (generated on first use, under config.data_dir)."""
     data_dir = config.data_dir or os.path.join(os.path.dirname(os.path.abspath(workdir)), "tfds_data")
+    checks.owned_folder(data_dir, "config.data_dir", builders.DATA_DIR_MARKER, known=builders.BUILDER_NAMES)
     task = training_config.shapes_task(config)
     shapes = builders.ShapesConfig(
         name=f"s{config.shapes_size}_n{config.shapes_num_train}_{config.shapes_num_test}_i{config.shapes_max_instances}"
