@@ -36,26 +36,27 @@ class DemoInputError(gr.Error):
     """A problem with what the user gave, shown on the page."""
 
 
-class CheckedImageEditor(gr.ImageEditor):
+def checked_editor(max_layers: int, **kwargs) -> gr.ImageEditor:
     """gradio's ImageEditor whose uploads are read as translate.py reads its files (image_io): one
     that is not an image, truncated, over MAX_PIXELS or 16-bit ends in a message on the page that
     says so. Each layer becomes its mask (image_io.mask_array: alpha where painted on transparency)
-    as soon as it is decoded, and more than ``max_layers`` layers are refused before any is."""
+    as soon as it is decoded, and more than ``max_layers`` layers are refused before any is.
 
-    def __init__(self, *args, max_layers: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_layers = max_layers
+    The editor's own reading methods are replaced on the instance: a subclass would be a custom
+    component to gradio, which the page cannot draw."""
+    editor = gr.ImageEditor(**kwargs)
+    gradio_preprocess = editor.preprocess
 
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is not None:
-            cached = self.blob_storage.get(payload.id) if payload.id is not None else None
+            cached = editor.blob_storage.get(payload.id) if payload.id is not None else None
             count = len((cached.layers if cached else payload.layers) or [])
-            if count > self.max_layers:
-                raise DemoInputError(f"{count} layers is more than this demo takes ({self.max_layers}, for a model "
+            if count > max_layers:
+                raise DemoInputError(f"{count} layers is more than this demo takes ({max_layers}, for a model "
                                      "that translates the largest ins_max instances): merge or delete layers")  # fmt: skip
-        return super().preprocess(payload)
+        return gradio_preprocess(payload)
 
-    def convert_and_format_image(self, file, flatten_on_white: bool = False):
+    def convert_and_format_image(file, flatten_on_white: bool = False):
         if file is None:
             return None
         with tempfile.TemporaryDirectory() as folder:
@@ -72,6 +73,9 @@ class CheckedImageEditor(gr.ImageEditor):
         if flatten_on_white:  # the photo (and the page's composite)
             return np.asarray(image.convert("RGB"))
         return image_io.mask_array(image)
+
+    editor.preprocess, editor.convert_and_format_image = preprocess, convert_and_format_image
+    return editor
 
 
 def example_photos(folder: str, rendered: int = 40, size: int = 36) -> list[str]:
@@ -189,9 +193,9 @@ def build(translator: Translator, masker=None, examples_dir: str | None = None) 
         with gr.Row():
             with gr.Column():
                 brush = gr.Brush(colors=["#e6194b", "#3cb44b", "#4363d8", "#f58231"], color_mode="fixed")
-                editor = CheckedImageEditor(label="photo and instance layers", type="numpy", image_mode="RGBA",
-                                            sources=("upload",), format="png", elem_id="editor", brush=brush,
-                                            max_layers=2 * translator.ins_max + 1)  # fmt: skip
+                editor = checked_editor(2 * translator.ins_max + 1, label="photo and instance layers", type="numpy",
+                                        image_mode="RGBA", sources=("upload",), format="png", elem_id="editor",
+                                        brush=brush)  # fmt: skip
                 direction = gr.Radio(list(DIRECTION_LABELS), value="A → B", label="direction", elem_id="direction")
                 with gr.Row():
                     predict_button = gr.Button("Predict masks", elem_id="predict", interactive=masker is not None)

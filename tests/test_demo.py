@@ -51,6 +51,43 @@ def test_painted_layers_become_masks_and_bad_input_gets_a_message():
         demo.image_and_masks(editor(np.zeros((1100, 1000, 3), np.uint8), []), ins_max=4)
 
 
+def test_uploads_are_read_as_translate_reads_files_and_bad_ones_get_a_message(tmp_path):
+    from gradio.data_classes import FileData
+    from gradio.components.image_editor import EditorData
+
+    checked = demo.checked_editor(5, type="numpy", image_mode="RGBA")
+
+    def upload(name, content):
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            content.save(path)
+        return FileData(path=str(path), orig_name=name)
+
+    photo = checked.convert_and_format_image(upload("p.png", Image.new("RGB", (8, 4), (9, 8, 7))), True)
+    assert photo.shape == (4, 8, 3) and tuple(photo[0, 0]) == (9, 8, 7)
+    painted = np.zeros((4, 8, 4), np.uint8)
+    painted[1:3, 2:5] = (255, 255, 255, 255)  # white paint on a white, transparent canvas
+    painted[..., :3] = 255
+    mask = checked.convert_and_format_image(upload("layer.png", Image.fromarray(painted)))
+    assert mask.shape == (4, 8) and (mask > 0).sum() == 6
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(png, format="PNG")
+    for name, content, message in [
+        ("deep.png", Image.fromarray(np.full((4, 4), 40000, np.uint16)), "deep.png: pixel mode I;16 .*8-bit"),
+        ("notes.png", b"<html>not an image</html>", "notes.png: not a PNG/JPEG/BMP/PPM/TIFF image"),
+        ("cut.png", png.getvalue()[:60], "cut.png: unreadable or truncated image"),
+        ("big.png", Image.new("L", (1100, 1000)), "big.png: 1100x1000 pixels is over the limit of 1048576"),
+    ]:
+        with pytest.raises(demo.DemoInputError, match=message):
+            checked.convert_and_format_image(upload(name, content), True)
+    many = EditorData(background=upload("p2.png", Image.new("RGB", (8, 4))),
+                      layers=[FileData(path=str(tmp_path / "never-decoded.png"))] * 400)  # fmt: skip
+    with pytest.raises(demo.DemoInputError, match="400 layers is more than this demo takes .5"):
+        checked.preprocess(many)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
