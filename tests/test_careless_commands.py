@@ -1,0 +1,80 @@
+"""The command-line tools given careless input: each ends in one line, ``error: ...`` naming what
+to fix, and status 1, before any work; never a traceback (RELIABILITY.md, "Careless input")."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import REPO
+from PIL import Image
+
+
+def run_tool(tool, *args):
+    cmd = [sys.executable, str(REPO / "experiments" / f"{tool}.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+
+
+def assert_refused(done, message):
+    assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert message in done.stderr, done.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def dataroot(tmp_path_factory):
+    """testA/ with x.png and x.jpg (one stem), and testB/ with one usable photo."""
+    root = tmp_path_factory.mktemp("root")
+    for domain in "AB":
+        (root / f"test{domain}").mkdir()
+        (root / f"test{domain}_seg").mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / f"test{domain}" / "x.png")
+        Image.fromarray(np.full((8, 8), 255, np.uint8)).save(root / f"test{domain}_seg" / "x_0.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "testA" / "x.jpg")
+    return root
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--load_size=abc,4"], "error: --load_size must be two integers H,W, got 'abc,4'"),
+        (["--ins_max=0"], "flag --ins_max=0: 0 is not an integer in the range [1, 256]"),
+        (["--ins_max=1000000"], "flag --ins_max=1000000: 1000000 is not an integer in the range [1, 256]"),
+        (["--direction=AtoB"], "x.jpg and .*x.png share the name 'x'"),
+        (["--direction=BtoA", "--output_dir={file}"], "error: --output_dir {file} is a file, not a folder"),
+        (["--direction=BtoA", "--output_dir={long}"], "a name of 300 bytes, over the file system's 255"),
+    ],
+)
+def test_translate_refuses_careless_input_in_one_line(converted_workdir, dataroot, tmp_path, args, message):
+    file, long = tmp_path / "a-file", tmp_path / ("o" * 300)
+    file.write_text("")
+    args = [a.format(file=file, long=long) for a in args]
+    outputs = [a for a in args if a.startswith("--output_dir")] or [f"--output_dir={tmp_path / 'out'}"]
+    done = run_tool("translate", f"--workdir={converted_workdir}", f"--dataroot={dataroot}", *outputs,
+                    *[a for a in args if not a.startswith("--output_dir")])  # fmt: skip
+    if "share the name" in message:
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert "share the name 'x'" in done.stderr and "x.jpg" in done.stderr and "x.png" in done.stderr
+        assert not os.path.exists(tmp_path / "out")  # refused before any output was written
+    else:
+        assert_refused(done, message.format(file=file))
+
+
+def test_training_refuses_to_keep_no_checkpoint(tmp_path):
+    done = run_tool("train", f"--workdir={tmp_path / 'run'}", "--config=experiments/configs/tiny.py",
+                    "--config.max_checkpoints_to_keep=0")  # fmt: skip
+    assert_refused(done, "error: config.max_checkpoints_to_keep must be an integer in [1, 1000000], got 0")
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_evaluate_refuses_no_examples_and_a_folder_as_its_json(converted_workdir, tmp_path):
+    assert_refused(run_tool("evaluate", f"--workdir={converted_workdir}", "--num_examples=0"),
+                   "flag --num_examples=0: 0 is not an integer in the range [1, 100000]")  # fmt: skip
+    done = run_tool("evaluate", f"--workdir={converted_workdir}", f"--json={tmp_path}", f"--out_dir={tmp_path}")
+    assert_refused(done, f"error: --json {tmp_path} is a folder; give a file name")
+
+
+def test_converting_into_a_workdir_with_checkpoints_is_refused(converted_workdir, golden_dir):
+    done = run_tool("convert_torch", f"--checkpoint_dir={golden_dir}", f"--workdir={converted_workdir}")
+    assert_refused(done, f"error: --workdir {converted_workdir} already holds checkpoints")
