@@ -90,6 +90,8 @@ def main(argv):
     def examples():
         for path in paths:
             stem = image_io.image_stem(path)
+            # refused from the header, before the photo and its masks are read at that size
+            translator.check_memory(size_hw or image_io.stored_size(path), FLAGS.batch_size, what=path)
             if auto:
                 image = image_io.read_image(path, size_hw)
             else:  # only the ins_max largest masks are kept: those the translation uses
@@ -97,7 +99,6 @@ def main(argv):
             checks.check_image_size(
                 *image.shape[:2], what=f"{path} (pass --load_size to resize)", error=image_io.DataError
             )
-            translator.check_memory(image.shape[:2], FLAGS.batch_size, what=path)
             if auto:  # written in the authors' layout: inspect, fix, and reuse as a _seg folder
                 masks = masker(image[None])[0]
                 found = masks[..., (masks > 0).any(axis=(0, 1))]

@@ -140,6 +140,19 @@ def open_image(path: str, mode: str | None, max_pixels: int | None = None) -> Im
         raise DataError(f"{path}: unreadable or truncated image ({e})") from None
 
 
+def stored_size(path: str) -> tuple[int, int]:
+    """(height, width) of an image from its header, before anything is decoded (as stored: EXIF
+    orientation may swap them), checked as open_image checks the file."""
+    check_regular_file_inside_folder(path)
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS) as img:
+            return img.height, img.width
+    except Image.UnidentifiedImageError:
+        raise DataError(f"{path}: not a {'/'.join(IMAGE_FORMATS)} image, whatever its name") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: unreadable or truncated image ({e})") from None
+
+
 def _to_unit_range(img: Image.Image, size_hw: tuple[int, int] | None) -> np.ndarray:
     if size_hw is not None and img.size != (size_hw[1], size_hw[0]):
         img = img.resize((size_hw[1], size_hw[0]), Image.BICUBIC)

@@ -42,6 +42,7 @@ def dataroot(tmp_path_factory):
         (["--ins_max=0"], "flag --ins_max=0: 0 is not an integer in the range [1, 256]"),
         (["--ins_max=1000000"], "flag --ins_max=1000000: 1000000 is not an integer in the range [1, 256]"),
         (["--direction=AtoB"], "x.jpg and .*x.png share the name 'x'"),
+        (["--direction=BtoA", "--load_size=40000,40000"], "translating 40000x40000 pixels needs at least"),
         (["--direction=BtoA", "--output_dir={file}"], "error: --output_dir {file} is a file, not a folder"),
         (["--direction=BtoA", "--output_dir={long}"], "a name of 300 bytes, over the file system's 255"),
     ],
