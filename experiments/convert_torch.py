@@ -24,9 +24,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     checks.writable_folder(FLAGS.workdir, "--workdir")
-    if os.path.isdir(checkpoint.checkpoint_dir(FLAGS.workdir)) and os.listdir(checkpoint.checkpoint_dir(FLAGS.workdir)):
-        raise checks.InputError(f"--workdir {FLAGS.workdir} already holds checkpoints "
-                                f"({checkpoint.checkpoint_dir(FLAGS.workdir)}); convert into a new workdir")  # fmt: skip
+    existing = checkpoint.checkpoint_dir(FLAGS.workdir)
+    if os.path.isdir(existing) and os.listdir(existing):
+        raise checks.InputError(
+            f"--workdir {FLAGS.workdir} already holds checkpoints ({existing}); convert into a new workdir"
+        )
     spec, networks = convert_checkpoint_dir(FLAGS.checkpoint_dir, FLAGS.epoch)
     checkpoint.save_networks(FLAGS.workdir, spec, networks, step=0)
     logging.info("converted %s (%s) into %s", sorted(networks), spec, checkpoint.checkpoint_dir(FLAGS.workdir))

@@ -10,14 +10,12 @@ scores of that InstaGAN fed predicted vs. true masks: what using the masker cost
 Writes a JSON (--json, default WORKDIR/eval/masker.json) and prints a table.
 """
 
-import json
 import os
 
-import ml_collections
 import numpy as np
 from absl import app, flags
 
-from instagan_jax import checkpoint, cli, domains, evaluation, training_config
+from instagan_jax import checkpoint, checks, cli, domains, evaluation, json_files, training_config
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
@@ -25,7 +23,7 @@ from instagan_jax.masker_train import MaskPredictor
 
 flags.DEFINE_string("workdir", None, "Masker workdir (experiments/train_masker.py).", required=True)
 flags.DEFINE_string("instagan_workdir", None, "An InstaGAN workdir to translate with predicted vs. true masks.")
-flags.DEFINE_integer("num_examples", 200, "Held-out images per domain.")
+flags.DEFINE_integer("num_examples", 200, "Held-out images per domain.", lower_bound=1, upper_bound=100_000)
 flags.DEFINE_string("json", None, "Where the scores go; WORKDIR/eval/masker.json if unset.")
 FLAGS = flags.FLAGS
 
@@ -39,8 +37,9 @@ def predict_in_batches(predictor: MaskPredictor, images: np.ndarray, batch_size:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    path = checks.writable_file(FLAGS.json or os.path.join(FLAGS.workdir, "eval", "masker.json"), "--json")
     predictor = MaskPredictor.from_workdir(FLAGS.workdir)
-    config = ml_collections.ConfigDict(checkpoint.load_config(FLAGS.workdir))
+    config = training_config.stored(checkpoint.load_config(FLAGS.workdir), FLAGS.workdir)
     data = training_data.held_out_examples(config, FLAGS.workdir, config.eval_phase, FLAGS.num_examples)
     report = {"workdir": os.path.abspath(FLAGS.workdir), "num_examples": FLAGS.num_examples, "domains": {}}
     predicted = {}
@@ -63,10 +62,7 @@ def main(argv):
                 scores[name] = evaluation.shapes_scores(data[f"image_{x}"], data[f"masks_{x}"], fake, x, target,
                                                         output_masks=fake_masks, task=task)  # fmt: skip
             report["translation"][direction] = scores
-    path = FLAGS.json or os.path.join(FLAGS.workdir, "eval", "masker.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
+    json_files.write_json(path, report, indent=1)
     print(f"{'domain':6} {'method':22} {'matched IoU':>11} {'count acc':>9} {'count err':>9}")
     for x, methods in report["domains"].items():
         for method, s in methods.items():

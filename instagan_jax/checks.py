@@ -101,7 +101,8 @@ def owned_folder(path: str, what: str, marker: str, known: tuple[str, ...] = ())
     writable_folder(path, what)
     entries = set(os.listdir(path))
     if marker not in entries and not entries <= set(known):
-        raise InputError(f"{what} {path} already holds other files ({', '.join(sorted(entries - set(known))[:3])}, ...); "
+        others = ", ".join(sorted(entries - set(known))[:3])
+        raise InputError(f"{what} {path} already holds other files ({others}, ...); "
                          "give an empty or new folder, or one this package prepared")  # fmt: skip
     with open(os.path.join(path, marker), "a"):
         pass
@@ -112,10 +113,11 @@ def memory_budget(limit_gb: float = 0) -> int:
     """Bytes a job may plan to hold: ``limit_gb`` if positive, else $INSTAGAN_JAX_MEMORY_GB, else
     the machine's physical memory."""
     if not limit_gb:
+        given = os.environ.get(MEMORY_VARIABLE) or "0"
         try:
-            limit_gb = float(os.environ.get(MEMORY_VARIABLE) or 0)
+            limit_gb = float(given)
         except ValueError:
-            raise InputError(f"${MEMORY_VARIABLE} must be a number of GB, got {os.environ[MEMORY_VARIABLE]!r}") from None
+            raise InputError(f"${MEMORY_VARIABLE} must be a number of GB, got {given!r}") from None
     if limit_gb:
         return int(limit_gb * 2**30)
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

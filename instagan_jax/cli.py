@@ -14,8 +14,8 @@ import jax
 from absl import app, logging
 
 from instagan_jax import divergence, stopping
-from instagan_jax.checks import InputError
 from instagan_jax.checkpoint import CheckpointError, CheckpointWriteError
+from instagan_jax.checks import InputError
 from instagan_jax.image_io import DataError
 from instagan_jax.torch_import import NotInstaGANError
 from instagan_jax.torch_pickle import TorchFileError

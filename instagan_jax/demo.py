@@ -52,8 +52,8 @@ def checked_editor(max_layers: int, **kwargs) -> gr.ImageEditor:
             cached = editor.blob_storage.get(payload.id) if payload.id is not None else None
             count = len((cached.layers if cached else payload.layers) or [])
             if count > max_layers:
-                raise DemoInputError(f"{count} layers is more than this demo takes ({max_layers}, for a model "
-                                     "that translates the largest ins_max instances): merge or delete layers")  # fmt: skip
+                raise DemoInputError(f"{count} layers is more than this demo takes ({max_layers}, for a model that "
+                                     "translates the largest ins_max instances): merge or delete layers")  # fmt: skip
         return gradio_preprocess(payload)
 
     def convert_and_format_image(file, flatten_on_white: bool = False):

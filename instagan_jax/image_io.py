@@ -204,8 +204,10 @@ def read_raw_example(image_path: str, mask_paths: Sequence[str]) -> tuple[np.nda
     _check_mask_count(image_path, mask_paths)
     photo = open_image(image_path, "RGB")
     if len(mask_paths) * photo.width * photo.height > MAX_MASK_PIXELS:
-        raise DataError(f"{image_path}: {len(mask_paths)} masks of {photo.width}x{photo.height} pixels are over "
-                        f"the limit of {MAX_MASK_PIXELS} mask pixels (image_io.MAX_MASK_PIXELS); shrink them first")  # fmt: skip
+        raise DataError(
+            f"{image_path}: {len(mask_paths)} masks of {photo.width}x{photo.height} pixels are over the limit of "
+            f"{MAX_MASK_PIXELS} mask pixels (image_io.MAX_MASK_PIXELS); shrink them first"
+        )
     masks = [read_mask(path, photo.size, image_path) for path in mask_paths]
     return np.asarray(photo), np.stack(masks)
 

@@ -188,11 +188,11 @@ def read_coco(path: str, categories: set[str] | None = None) -> Iterator[tuple[s
         _check_count(len(by_image[image_id]), images[image_id][1], where)
 
     def drawn():  # the file is checked above, when called; each photo is drawn when reached
-        for image_id, annotations in by_image.items():
+        for image_id, found in by_image.items():
             stem, size = images[image_id]
             budget = [MAX_DRAWN_PIXELS]
             yield stem, np.stack([_coco_segmentation(segmentation, size, where, budget)
-                                  for where, segmentation in annotations])  # fmt: skip
+                                  for where, segmentation in found])  # fmt: skip
 
     return drawn()
 

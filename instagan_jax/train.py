@@ -20,8 +20,18 @@ import tensorflow as tf
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import (checkpoint, checks, domains, layers, parallel, summaries, training_config, training_loop,
-                          workdir_lock, xla_options)  # fmt: skip
+from instagan_jax import (
+    checkpoint,
+    checks,
+    domains,
+    layers,
+    parallel,
+    summaries,
+    training_config,
+    training_loop,
+    workdir_lock,
+    xla_options,
+)
 from instagan_jax import train_step as ts
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import translate_arrays

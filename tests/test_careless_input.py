@@ -73,7 +73,7 @@ def test_a_changed_dataset_folder_is_prepared_again_and_never_trains_on_deleted_
     root = tmp_path / "root"
     for domain in "AB":
         for stem in ("one", "two"):
-            (root / f"trainA_seg").mkdir(parents=True, exist_ok=True)
+            (root / "trainA_seg").mkdir(parents=True, exist_ok=True)
             (root / f"train{domain}").mkdir(exist_ok=True)
             (root / f"train{domain}_seg").mkdir(exist_ok=True)
             save(np.full((8, 8, 3), 60), root / f"train{domain}" / f"{stem}.png")
@@ -112,7 +112,8 @@ def test_a_workdir_is_held_by_one_run_and_a_dead_runs_lock_is_taken_over(tmp_pat
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(workdir_lock.WorkdirInUse, match=rf"in use by another training run: host .* pid {holder.pid}"):
+        in_use = rf"in use by another training run: host .* pid {holder.pid}"
+        with pytest.raises(workdir_lock.WorkdirInUse, match=in_use):
             with workdir_lock.hold(str(tmp_path)):
                 pass
         with pytest.raises(workdir_lock.WorkdirInUse):  # train refuses before building anything
@@ -122,7 +123,7 @@ def test_a_workdir_is_held_by_one_run_and_a_dead_runs_lock_is_taken_over(tmp_pat
         holder.wait()
     with workdir_lock.hold(str(tmp_path)):  # the dead holder's lock is taken over, with a line that says so
         assert f'"pid": {os.getpid()}' in (tmp_path / workdir_lock.LOCK_NAME).read_text()
-    assert f"took over the lock of host" in caplog.text and f"pid {holder.pid}" in caplog.text
+    assert "took over the lock of host" in caplog.text and f"pid {holder.pid}" in caplog.text
 
 
 @pytest.mark.parametrize(

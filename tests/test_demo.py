@@ -52,8 +52,8 @@ def test_painted_layers_become_masks_and_bad_input_gets_a_message():
 
 
 def test_uploads_are_read_as_translate_reads_files_and_bad_ones_get_a_message(tmp_path):
-    from gradio.data_classes import FileData
     from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
 
     checked = demo.checked_editor(5, type="numpy", image_mode="RGBA")
 

@@ -121,8 +121,11 @@ def test_paper_configs_keep_the_authors_networks_and_soft_masks(name):
         ({"ins_max": 10_000, "ins_per": 10_000}, r"config.ins_max must be an integer in \[1, 256\]"),
         ({"learning_rate": float("nan")}, r"config.learning_rate must be a number in \[0.0, 1.0\], got nan"),
         ({"lambda_a": -1.0}, r"config.lambda_a must be a number in"),
-        ({"load_size": (40000, 40000), "fine_size": (40000, 40000)}, r"training at fine_size \(40000, 40000\) .*needs "
-         r"at least .* GiB, over the .* GiB this machine has \(--config.memory_limit_gb"),
+        (
+            {"load_size": (40000, 40000), "fine_size": (40000, 40000)},
+            r"training at fine_size \(40000, 40000\) .*needs "
+            r"at least .* GiB, over the .* GiB this machine has \(--config.memory_limit_gb",
+        ),
         ({"upsample": "bilinear"}, "upsample must be one of"),
         ({"n_layers_d": 0}, r"n_layers_d must be an integer in \[1, 6\]"),
         ({"ngf_mask": -8}, r"ngf_mask must be an integer in \[0, 256\], got -8"),
