@@ -162,6 +162,20 @@ def test_coco_builder_makes_one_mask_per_instance(tmp_path):
     example = next(iter(tfds.as_numpy(builder.as_dataset("trainB"))))
     assert example["image"].shape == (16, 16, 3) and example["masks"].shape == (1, 16, 16, 1)
     assert 0 < (example["masks"] > 127).mean() < 1
+    # new annotations (here: a sheep of train relabelled as a giraffe) are prepared again, not reused
+    annotations = tmp_path / "coco" / "annotations" / "instances_train2017.json"
+    original = annotations.read_text()
+    annotations.write_text(original.replace('"image_id": 1, "category_id": 1', '"image_id": 1, "category_id": 2'))
+    again = builders.prepare("coco", str(tmp_path / "tfds"), dataroot=str(tmp_path / "coco"), coco=coco)
+    assert {k: v.num_examples for k, v in again.info.splits.items()} == {
+        "trainA": 1,
+        "trainB": 2,
+        "testA": 2,
+        "testB": 1,
+    }
+    annotations.write_text(original.replace('"category_id": 2', '"category_id": 1'))  # no giraffe left in train
+    with pytest.raises(image_io.DataError, match="instances_train2017.json: no image holds a 'giraffe' instance"):
+        builders.prepare("coco", str(tmp_path / "tfds"), dataroot=str(tmp_path / "coco"), coco=coco)
 
 
 @pytest.mark.parametrize("domain", ["A", "B"])

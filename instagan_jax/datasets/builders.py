@@ -198,6 +198,7 @@ class InstaganCoco(tfds.core.GeneratorBasedBuilder):
             left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
             return np.asarray(img.crop((left, top, left + size, top + size)))
 
+        found = 0
         for info in coco.loadImgs(coco.getImgIds(catIds=cat_ids)):
             if not 0 < info["height"] * info["width"] <= image_io.MAX_IMAGE_PIXELS:  # annToMask allocates h x w
                 raise image_io.DataError(f"{annotations}: image {info['id']} is {info['width']}x{info['height']}")
@@ -207,7 +208,10 @@ class InstaganCoco(tfds.core.GeneratorBasedBuilder):
             if not masks:
                 continue
             image = resize_crop(image_io.open_image(os.path.join(root, f"{coco_split}2017", info["file_name"]), "RGB"))
+            found += 1
             yield info["id"], _example(str(info["id"]), image, np.stack(masks))
+        if not found:  # tfds cannot write an empty split
+            raise image_io.DataError(f"{annotations}: no image holds a {category!r} instance")
 
 
 def prepare(
@@ -241,8 +245,10 @@ def prepare(
             name = f"{os.path.basename(os.path.normpath(dataroot))}_{digest}_{folder_fingerprint(dataroot)}"
             config = FolderConfig(name=name, skip_bad_files=skip_bad_files)
             builder = InstaganFolder(config=config, data_dir=data_dir)
-        else:
-            builder = InstaganCoco(config=coco or CocoConfig(name="sheep_giraffe"), data_dir=data_dir)
+        else:  # named by its annotation files too: new annotations are prepared again
+            coco = coco or CocoConfig(name="sheep_giraffe")
+            coco = dataclasses.replace(coco, name=f"{coco.name}_{files_fingerprint(dataroot, ['annotations'])}")
+            builder = InstaganCoco(config=coco, data_dir=data_dir)
     else:
         raise ValueError(f"unknown dataset {dataset!r}: expected 'shapes', 'folder' or 'coco'")
     if not _is_prepared(builder):
@@ -252,15 +258,21 @@ def prepare(
 
 
 def folder_fingerprint(dataroot: str) -> str:
-    """A digest of the names, sizes and modification times of every file in the phase folders:
-    changes whenever an image or mask is added, removed, replaced or edited."""
+    """files_fingerprint of the phase folders: changes whenever an image or mask is added, removed,
+    replaced or edited."""
+    return files_fingerprint(dataroot, [name for split in phase_splits(dataroot) for name in (split, f"{split}_seg")])
+
+
+def files_fingerprint(root: str, folders: list[str]) -> str:
+    """A digest of the names, sizes and modification times of the files in ``root``'s ``folders``."""
     entries = []
-    for split in phase_splits(dataroot):
-        for folder in (split, f"{split}_seg"):
-            with os.scandir(os.path.join(dataroot, folder)) as it:
-                for entry in it:
-                    info = entry.stat(follow_symlinks=False)
-                    entries.append(f"{folder}/{entry.name}\0{info.st_size}\0{info.st_mtime_ns}")
+    for folder in folders:
+        if not os.path.isdir(os.path.join(root, folder)):
+            continue
+        with os.scandir(os.path.join(root, folder)) as it:
+            for entry in it:
+                info = entry.stat(follow_symlinks=False)
+                entries.append(f"{folder}/{entry.name}\0{info.st_size}\0{info.st_mtime_ns}")
     return hashlib.sha1("\n".join(sorted(entries)).encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
