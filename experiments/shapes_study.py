@@ -40,19 +40,20 @@ import numpy as np
 from absl import app, flags
 
 from instagan_jax import charts, checkpoint, domains, json_files
+from instagan_jax.datasets import shapes
 
 flags.DEFINE_string("root", "runs/study", "One workdir per task, variant and seed goes here.")
 flags.DEFINE_list("tasks", ["squares", "bars"], "Shapes tasks (datasets.shapes.TASKS).")
 flags.DEFINE_list("variants", ["insta_gan", "cycle_gan", "insta_gan_paper"], "Rows to train (see VARIANTS).")
-flags.DEFINE_integer("seeds", 3, "Seeds per row (config.seed 0, 1, ...).")
-flags.DEFINE_integer("steps", 600, "Training steps of every run.")
-flags.DEFINE_integer("every", 200, "Checkpoint (and scoring) interval.")
+flags.DEFINE_integer("seeds", 3, "Seeds per row (config.seed 0, 1, ...).", lower_bound=1)
+flags.DEFINE_integer("steps", 600, "Training steps of every run.", lower_bound=1)
+flags.DEFINE_integer("every", 200, "Checkpoint (and scoring) interval.", lower_bound=1)
 flags.DEFINE_integer("ins_per", 2, "Mask slots per chunk: 2, the paper's (the reports); 4, default.py's one chunk.")
 flags.DEFINE_integer("n_layers_d", 3, "Discriminator layers: 3, the paper's (the reports); 2, default.py's.")
 flags.DEFINE_integer("ngf_mask", 0, "InstaGAN's mask-encoder width: 0, ngf's (the reports); 8, default.py's.")
 flags.DEFINE_integer("mask_decoder_width", 0, "InstaGAN's mask-decoder width: 0, from its inputs (the reports').")
 flags.DEFINE_bool("binary_masks", False, "Threshold the masks at half: no, the reports' soft edges; yes, default.py's.")
-flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.")
+flags.DEFINE_integer("num_examples", 200, "Held-out images per direction.", lower_bound=1, upper_bound=100_000)
 flags.DEFINE_string("out", "results.md", "The report's file name, under --root.")
 FLAGS = flags.FLAGS
 
@@ -323,6 +324,9 @@ def main(argv):
     unknown = sorted(set(FLAGS.variants) - set(VARIANTS))
     if unknown:
         raise app.UsageError(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    unknown = sorted(set(FLAGS.tasks) - set(shapes.TASKS))
+    if unknown:
+        raise app.UsageError(f"unknown tasks {unknown}; known: {list(shapes.TASKS)}")
     pictures = os.path.join(FLAGS.root, "pictures")
     os.makedirs(pictures, exist_ok=True)
     text = ["# Shapes study", "",

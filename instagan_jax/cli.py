@@ -40,8 +40,20 @@ def enable_compilation_cache() -> str | None:
     return folder
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, where a config file that cannot be loaded (missing, not Python, an
+    override of a key it lacks) ends in one line and status 1 instead of a traceback."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (OSError, SyntaxError, AttributeError, KeyError, TypeError, ValueError) as e:
+        print(f"error: the config (--config and its --config.* overrides) cannot be loaded: "
+              f"{type(e).__name__}: {e}", file=sys.stderr)  # fmt: skip
+        sys.exit(1)
+
+
 def run(main) -> None:
-    """``absl.app.run(main)`` with the compilation cache on, and INPUT_ERRORS as one line and exit status 1."""
+    """``absl.app.run(main)`` with the compilation cache on, and INPUT_ERRORS (and a config that cannot
+    be loaded) as one line and exit status 1."""
 
     def guarded(argv):
         enable_compilation_cache()
@@ -51,20 +63,25 @@ def run(main) -> None:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=parse_flags)
 
 
 def train_or_exit(train, config, workdir: str, errors: tuple[type[Exception], ...] = ()) -> None:
     """Runs ``train(config, workdir)`` as a command ends it: a signal's stop (after its checkpoint) with the
     shell's status, a diverged run, a failed checkpoint write, a bad config value or ``errors`` as one
     line and status 1."""
+    try:
+        config.get("model")  # ml_collections defers a config file's load error to the first access
+    except OSError as e:
+        print(f"error: --config cannot be loaded: {e}", file=sys.stderr)
+        sys.exit(1)
     logging.info("config:\n%s", config)
     try:
         train(config, workdir)
     except stopping.StopRequested as stop:
         logging.warning("stopped by %s after saving a checkpoint", stop)
         sys.exit(stop.exit_status)
-    except (divergence.Diverged, CheckpointWriteError, ValueError, *errors) as e:
+    except (divergence.Diverged, CheckpointWriteError, *INPUT_ERRORS, ValueError, *errors) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -39,6 +39,7 @@ INTEGER_RANGES = {
     "seed": (0, 2**31 - 1), "shapes_size": (8, 1024), "shapes_num_train": (1, shapes.MAX_GENERATED),
     "shapes_num_test": (1, shapes.MAX_GENERATED), "shapes_max_instances": (1, checks.MAX_INSTANCES),
 }  # fmt: skip
+CHOICES = {"set_order": ("decreasing", "random"), "gan_loss": ("lsgan", "vanilla")}
 # Float keys: (lowest, highest, highest included).
 NUMBER_RANGES = {
     "learning_rate": (0.0, 1.0, True), "beta1": (0.0, 1.0, False), "ema_decay": (0.0, 1.0, False),
@@ -111,6 +112,9 @@ def validate(config, for_training: bool = True) -> None:
         raise ValueError(
             f"config.fine_size {tuple(config.fine_size)} is larger than config.load_size {tuple(config.load_size)}"
         )
+    for key, choices in CHOICES.items():
+        if key in config and config[key] not in choices:
+            raise checks.InputError(f"config.{key} must be one of {choices}, got {config[key]!r}")
     if config.dataset not in DATASETS:
         raise ValueError(f"config.dataset must be one of {DATASETS}, got {config.dataset!r}")
     if shapes_task(config) not in shapes.TASKS:

@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import collections
 import io
+import itertools
 import json
 import os
 import pickletools
+import random
 import resource
 import signal
 import struct
@@ -121,8 +123,9 @@ def _on_alarm(signum, frame):
     raise _Timeout("reading one input took too long (a hang)")
 
 
-def run(out_dir: str, examples_per_batch: int, deadline: float, input_seconds: int) -> collections.Counter:
-    """Fuzzes in batches until ``deadline`` (at least one batch); returns the outcome counts."""
+def run(out_dir: str, examples_per_batch: int, deadline: float, input_seconds: int, seed: int) -> collections.Counter:
+    """Fuzzes in batches until ``deadline`` (at least one batch) from hypothesis's ``seed`` (batch k
+    from seed + k, so a run with the same seed and flags draws the same inputs); returns the outcome counts."""
     outcomes = collections.Counter()
     current = os.path.join(out_dir, "current.pth")
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -161,8 +164,8 @@ def run(out_dir: str, examples_per_batch: int, deadline: float, input_seconds: i
             signal.alarm(0)
         assert not unraisable, f"an error was swallowed while reading: {unraisable.pop()}"
 
-    while True:
-        one_input()
+    for batch in itertools.count():
+        hypothesis.seed(seed + batch)(one_input)()
         if time.time() >= deadline:
             return outcomes
 
@@ -174,14 +177,17 @@ def main():
     parser.add_argument("--input_seconds", type=int, default=10, help="longer than this per input is a hang")
     parser.add_argument("--out", default=None, help="folder for current.pth / failure.pth (default: a temp dir)")
     parser.add_argument("--memory_gib", type=float, default=3, help="address-space limit of this process")
+    parser.add_argument("--seed", type=int, default=None, help="hypothesis's seed (default: drawn, and printed)")
     args = parser.parse_args()
     limit = int(args.memory_gib * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     out_dir = args.out or tempfile.mkdtemp(prefix="fuzz_torch_files_")
     os.makedirs(out_dir, exist_ok=True)
+    seed = random.randrange(2**32) if args.seed is None else args.seed
+    print(f"fuzzing with --seed {seed}; a failing input is kept as {os.path.join(out_dir, 'failure.pth')}", flush=True)
     start = time.time()
-    outcomes = run(out_dir, args.examples, start + 60 * args.minutes, args.input_seconds)
-    summary = {"inputs": sum(outcomes.values()), **outcomes, "seconds": round(time.time() - start, 1)}
+    outcomes = run(out_dir, args.examples, start + 60 * args.minutes, args.input_seconds, seed)
+    summary = {"inputs": sum(outcomes.values()), **outcomes, "seed": seed, "seconds": round(time.time() - start, 1)}
     print(json.dumps(summary))
 
 

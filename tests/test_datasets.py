@@ -116,6 +116,7 @@ def test_skip_bad_files_counts_and_continues(tmp_path, caplog):
     builder = prepare_folder(tmp_path, root, skip_bad_files=True)
     assert builder.info.splits["trainA"].num_examples == 2
     assert builder.info.splits["trainB"].num_examples == 3
+    assert "trainA: skipped 1 unusable images" in caplog.text and "trainB: skipped" not in caplog.text
 
 
 def test_a_dataroot_without_phase_folders_is_explained(tmp_path):

@@ -19,7 +19,10 @@ from PIL import Image
 from instagan_jax.inference import Translator
 from instagan_jax.masker_train import MaskPredictor
 
-demo = pytest.importorskip("instagan_jax.demo", reason="the demo extra (gradio) is not installed")
+if os.environ.get("INSTAGAN_REQUIRE_BROWSER"):  # CI: the demo must import (a gradio change fails here, not skips)
+    from instagan_jax import demo
+else:
+    demo = pytest.importorskip("instagan_jax.demo", reason="the demo extra (gradio) is not installed")
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 

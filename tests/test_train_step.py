@@ -20,6 +20,12 @@ def nhwc(x):
     return jnp.asarray(np.asarray(x).transpose(0, 2, 3, 1))
 
 
+# The layers whose output no instance norm follows: the generators' output convolutions, the
+# discriminators' first and last (their biases' gradients are real; the others' cancel).
+UNNORMALISED = {("decoder_img", "conv_out"), ("decoder_seg", "conv_out"), ("features_img", "conv_0"),
+                ("features_seg", "conv_0"), ("classifier", "conv_1")}  # fmt: skip
+
+
 @pytest.mark.parametrize("convolutions", ["cpu", "native"])  # native: what a GPU or TPU runs (layers.convolution_forms)
 def test_one_step_matches_the_reference(converted, golden_dir, monkeypatch, convolutions):
     monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, convolutions)
@@ -37,23 +43,43 @@ def test_one_step_matches_the_reference(converted, golden_dir, monkeypatch, conv
         np.testing.assert_allclose(ours[1], ref[1], rtol=2e-3, atol=1e-6, err_msg=name)
     # B's second chunk is empty: D_B's loss is absent there, as in the reference
     assert metrics["chunks/D_B"][1] == 0 and golden["loss/D_B"][1] == 0
-    # Parameters after the two chunk updates. Adam's first steps move every weight by about
-    # lr * sign(grad), so weights whose gradient is rounding noise (e.g. biases cancelled by
-    # instance norm) may move either way: compare kernels, whose gradients are real.
+    # Every tensor after the two chunk updates, one at a time, so that one wrong layer fails.
+    # Adam's first steps move every weight by about lr * sign(grad): a tensor updated wrongly
+    # moves most of its elements by about lr away from the authors', where a right one keeps
+    # most within float rounding. An element whose gradient is rounding noise may move either
+    # way, by at most lr and then sqrt(10) / 3 lr (Adam with beta1 0.5 at its second step): a
+    # bias followed by an instance norm has only such gradients (its moves cancel in the output),
+    # so it is held to that bound alone; every kernel, and every bias with no norm after it,
+    # must match in most of its elements.
     for name in ("G_A", "G_B", "D_A", "D_B"):
         prefix = f"after/{name}/"
         after = convert_state_dict(
             spec, name, {k[len(prefix) :]: golden[k] for k in golden if k.startswith(prefix)}, name
         )
-        diffs = np.concatenate([
-            np.abs(np.asarray(ours) - theirs).ravel()
-            for (path, ours), theirs in zip(jax.tree_util.tree_leaves_with_path(state.params[name]),
-                                            jax.tree.leaves(after["params"]), strict=True)
-            if path[-1].key == "kernel"
-        ])  # fmt: skip
-        assert np.median(diffs) < 1e-5, (name, np.median(diffs))
-        assert np.quantile(diffs, 0.95) < 1e-4, (name, np.quantile(diffs, 0.95))
-        assert diffs.max() <= 4 * cfg.learning_rate + 1e-6, (name, diffs.max())
+        ours_leaves = jax.tree_util.tree_leaves_with_path(state.params[name])
+        theirs_leaves = jax.tree.leaves(after["params"])
+        assert len(ours_leaves) == len(theirs_leaves), name
+        for (path, ours), theirs in zip(ours_leaves, theirs_leaves, strict=True):
+            where = f"{name}{jax.tree_util.keystr(path)}"
+            diff = np.abs(np.asarray(ours) - theirs)
+            assert diff.max() <= (2 + 2 * np.sqrt(10) / 3) * cfg.learning_rate, (where, diff.max())
+            if path[-1].key == "kernel" or (path[-3].key, path[-2].key) in UNNORMALISED:
+                assert np.median(diff) < 0.05 * cfg.learning_rate, (where, np.median(diff))
+        # The power iteration's vector of each layer moves a little in a step (2e-4 to 0.04 here)
+        # and follows the weights, which differ by a few lr where gradients are noise: ours must be
+        # nearer to theirs than theirs is to where it started (one not updated is not). The mask
+        # features' vectors are the farthest (half their move): the authors' set discriminator
+        # applies its mask features slot by slot, a power iteration each, ours once to all slots.
+        if name.startswith("D"):
+            for (path, ours), theirs, before in zip(jax.tree_util.tree_leaves_with_path(state.spectral[name]),
+                                                    jax.tree.leaves(after["spectral"]),
+                                                    jax.tree.leaves(nets[name]["spectral"]), strict=True):  # fmt: skip
+                ours, before = np.asarray(ours), np.asarray(before)
+                if ours.size == 1:  # a one-channel output's vector is its sign (theirs stores -1.0002)
+                    assert np.sign(ours) == np.sign(theirs), (name, jax.tree_util.keystr(path))
+                    continue
+                moved, off = np.abs(theirs - before).max(), np.abs(ours - theirs).max()
+                assert off < moved, (name, jax.tree_util.keystr(path), off, moved)
 
 
 # --- invariants on a tiny model, one compilation shared by the tests below -------------------
