@@ -2,6 +2,7 @@
 to fix, and status 1, before any work; never a traceback (RELIABILITY.md, "Careless input")."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -67,6 +68,22 @@ def test_training_refuses_to_keep_no_checkpoint(tmp_path):
                     "--config.max_checkpoints_to_keep=0")  # fmt: skip
     assert_refused(done, "error: config.max_checkpoints_to_keep must be an integer in [1, 1000000], got 0")
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config=/no/such/config.py"], "error: --config cannot be loaded: .*No such file or directory"),
+        (["--config=experiments/configs/tiny.py", "--config.no_such_key=1"],
+         "error: the config .* cannot be loaded: AttributeError: .*no_such_key"),
+        (["--config=experiments/configs/tiny.py", "--config.init_from=/no/such/run"],
+         "error: no checkpoints under /no/such/run/checkpoints"),
+    ],
+)  # fmt: skip
+def test_a_config_that_cannot_be_loaded_ends_in_one_line(tmp_path, args, message):
+    done = run_tool("train", f"--workdir={tmp_path / 'run'}", *args)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert re.search(message, done.stderr), done.stderr[-2000:]
 
 
 def test_evaluate_refuses_no_examples_and_a_folder_as_its_json(converted_workdir, tmp_path):
