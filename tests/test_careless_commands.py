@@ -73,7 +73,7 @@ def test_training_refuses_to_keep_no_checkpoint(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--config=/no/such/config.py"], "error: --config cannot be loaded: .*No such file or directory"),
+        (["--config=/no/such/config.py"], r"error: --config cannot be loaded: (.|\n)*No such file or directory"),
         (["--config=experiments/configs/tiny.py", "--config.no_such_key=1"],
          "error: the config .* cannot be loaded: AttributeError: .*no_such_key"),
         (["--config=experiments/configs/tiny.py", "--config.init_from=/no/such/run"],
