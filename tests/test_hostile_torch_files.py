@@ -259,6 +259,14 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
     assert "not a regular file" in read_in_child(fifo)["error"]
 
 
+def test_a_device_named_like_a_checkpoint_is_refused_without_reading_it(tmp_path):
+    """/dev/zero as net.pth would be read forever, /dev/urandom too: a link to either is refused."""
+    for device in ("/dev/zero", "/dev/urandom"):
+        link = tmp_path / f"{os.path.basename(device)}_net.pth"
+        link.symlink_to(device)
+        assert "not a regular file" in read_in_child(link)["error"]
+
+
 # The fuzz test's seed: fixed, so that a failure in CI is reproduced by the same command;
 # $INSTAGAN_FUZZ_SEED draws other inputs.
 FUZZ_SEED = int(os.environ.get("INSTAGAN_FUZZ_SEED", "2019"))

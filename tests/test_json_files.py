@@ -55,3 +55,12 @@ def test_written_files_get_the_permissions_of_a_plain_write(tmp_path):
         assert json_files.read_json(str(kept)) == [2]
     finally:
         os.umask(old_umask)
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path):
+    """A sparse file of 257 MiB: refused from its size alone (reading it would take the memory)."""
+    path = tmp_path / "huge.json"
+    with open(path, "wb") as f:
+        f.truncate(json_files.MAX_JSON_BYTES + 2**20)
+    with pytest.raises(DataError, match=r"huge.json: 269484032 bytes is over the limit of 268435456"):
+        json_files.read_json(str(path))
