@@ -97,13 +97,17 @@ def writable_file(path: str, what: str) -> str:
 def owned_folder(path: str, what: str, marker: str, known: tuple[str, ...] = ()) -> str:
     """A folder this package writes derived files into, made or reused only if it is ours: missing,
     empty, holding ``marker`` (written here) or only ``known`` entries. Anything else (a home
-    folder, a dataset, /) is refused, so a mistyped path never fills a folder of the user's."""
-    writable_folder(path, what)
-    entries = set(os.listdir(path))
-    if marker not in entries and not entries <= set(known):
+    folder, a dataset, /) is refused, so a mistyped path never fills a folder of the user's. One of
+    ours may be read-only (prepared datasets shared with others)."""
+    check_name(path, what)
+    entries = set(os.listdir(path)) if os.path.isdir(path) else set()
+    if entries and (marker in entries or entries <= set(known)):
+        return path
+    if entries:
         others = ", ".join(sorted(entries - set(known))[:3])
         raise InputError(f"{what} {path} already holds other files ({others}, ...); "
                          "give an empty or new folder, or one this package prepared")  # fmt: skip
+    writable_folder(path, what)
     with open(os.path.join(path, marker), "a"):
         pass
     return path
