@@ -6,7 +6,7 @@ Images are resized with PIL's bicubic filter and scaled to [-1, 1] exactly as th
 reference's torchvision transforms do, so translations match the authors' ``test.py``
 to the grey level. Photos are turned upright by their EXIF orientation (as phones save them
 and as viewers and annotation tools show them), masks likewise. Every entry point reads a mask
-with ``mask_values``: its alpha channel where it has one that is not fully opaque (a painted
+with ``mask_array``: its alpha channel where it has one that is not fully opaque (a painted
 layer), else its grey level (L, palette or RGB).
 
 Dataset folders come from elsewhere, so every file is checked before it is decoded, and

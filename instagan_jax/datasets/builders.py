@@ -121,8 +121,8 @@ class InstaganFolder(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, root, phase, domain):
         image_dir, mask_dir = image_io.domain_dirs(root, phase, domain)
         mask_index = image_io.index_masks(mask_dir)
-        skipped = 0
-        for path in image_io.list_images(image_dir):
+        skipped, paths = 0, image_io.list_images(image_dir)
+        for path in paths:
             stem = image_io.image_stem(path)
             try:
                 image, masks = image_io.read_raw_example(path, mask_index.get(stem, []))
@@ -135,7 +135,7 @@ class InstaganFolder(tfds.core.GeneratorBasedBuilder):
             yield stem, _example(stem, image, masks)
         if skipped:
             logging.warning("%s%s: skipped %d unusable images", phase, domain, skipped)
-            if skipped == len(image_io.list_images(image_dir)):
+            if skipped == len(paths):
                 raise image_io.DataError(f"{image_dir}: every image was skipped as unusable (the warnings above say "
                                          "why); nothing is left to train on")  # fmt: skip
 
