@@ -21,7 +21,6 @@ from tqdm import tqdm
 from instagan_jax import checks, cli, domains, image_io, mask_import
 from instagan_jax import masks as masks_lib
 from instagan_jax.inference import Translator, prepare_masks
-from instagan_jax.masker_train import MaskPredictor
 
 flags.DEFINE_string("workdir", None, "Workdir holding the checkpoint (trained or converted).", required=True)
 flags.DEFINE_string("dataroot", None, "Dataset root in the authors' layout (not needed with --image_dir).")
@@ -34,7 +33,8 @@ flags.DEFINE_integer("ins_per", 2, "Instances per sequential chunk.", lower_boun
 flags.DEFINE_integer("ins_max", 20, "Instances translated at most (largest first).", lower_bound=1,
                      upper_bound=checks.MAX_INSTANCES)  # fmt: skip
 flags.DEFINE_list("load_size", None, "H,W to resize to (bicubic); the images' own size if unset.")
-flags.DEFINE_integer("batch_size", 4, "Images of equal size translated together.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 1, "Images of equal size translated together: more help an accelerator; on a CPU "
+                     "one at a time is fastest (benchmarks/translate.py).", lower_bound=1)  # fmt: skip
 flags.DEFINE_float("memory_limit_gb", 0, "Refuse photos whose arrays alone need more; 0: this machine's memory.",
                    lower_bound=0)  # fmt: skip
 flags.DEFINE_string("output_dir", None, "Where the PNGs go.", required=True)
@@ -60,6 +60,11 @@ def batches_of_equal_size(examples, batch_size):
     yield from pending.values()
 
 
+def padded(batch: np.ndarray, batch_size: int) -> np.ndarray:
+    """A short last batch filled up with copies of its first example: one compiled program per size."""
+    return np.concatenate([batch, np.repeat(batch[:1], batch_size - len(batch), axis=0)])
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -82,6 +87,9 @@ def main(argv):
     checks.writable_folder(FLAGS.output_dir, "--output_dir")
     for path in paths:
         checks.check_name(os.path.join(FLAGS.output_dir, output_name(path, target, "img")), f"the output of {path}")
+    if auto:  # imported here: the masker's module brings tensorflow, seconds of start-up a translation needs not
+        from instagan_jax.masker_train import MaskPredictor
+
     masker = MaskPredictor.from_workdir(FLAGS.masker_workdir) if auto else None
     translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max,
                                          memory_limit_gb=FLAGS.memory_limit_gb)  # fmt: skip
@@ -108,7 +116,10 @@ def main(argv):
     with tqdm(total=len(paths), desc=f"translate {FLAGS.direction}", unit="img") as progress:
         for batch in batches_of_equal_size(examples(), FLAGS.batch_size):
             stems, images, masks = zip(*batch, strict=True)
-            out_images, out_masks = translator.translate_batch(np.stack(images), np.stack(masks), FLAGS.direction)
+            out_images, out_masks = translator.translate_batch(
+                padded(np.stack(images), FLAGS.batch_size), padded(np.stack(masks), FLAGS.batch_size), FLAGS.direction
+            )
+            out_images, out_masks = out_images[: len(batch)], out_masks[: len(batch)]
             merged = np.asarray(masks_lib.merge(out_masks))[..., 0]
             for stem, image, mask in zip(stems, out_images, merged, strict=True):
                 for kind, array in (("img", image), ("seg", mask)):

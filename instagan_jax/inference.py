@@ -36,7 +36,7 @@ translate_arrays = jit_at_first_call(_translate, static_argnames=("spec", "ins_p
 
 def prepare_masks(masks: np.ndarray, ins_max: int) -> np.ndarray:
     """(H, W, n) masks in [-1, 1] -> (H, W, ins_max): largest first, padded, extras dropped."""
-    return np.asarray(masks_lib.order_and_pad(np.asarray(masks, np.float32), ins_max))
+    return masks_lib.order_and_pad(masks, ins_max)
 
 
 @dataclasses.dataclass
