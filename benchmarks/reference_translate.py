@@ -109,8 +109,9 @@ def translate_folder(args) -> dict:
             save(merged, os.path.join(args.out_dir, f"{stem}_fake_B_seg.png"))
         else:
             path_b = paths_b[index % len(paths_b)]
-            model.set_input({"A": image, "B": read_image(path_b, args.size, "RGB"), "A_segs": segs,
-                             "B_segs": read_segs(path_b, seg_b, args.size), "A_paths": [path_a], "B_paths": [path_b]})  # fmt: skip
+            image_b, segs_b = read_image(path_b, args.size, "RGB"), read_segs(path_b, seg_b, args.size)
+            model.set_input({"A": image, "B": image_b, "A_segs": segs, "B_segs": segs_b, "A_paths": [path_a],
+                             "B_paths": [path_b]})  # fmt: skip
             model.test()
             for name in VISUALS_NAMES:
                 save(getattr(model, name), os.path.join(args.out_dir, f"{stem}_{name}.png"))
