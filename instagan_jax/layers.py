@@ -36,10 +36,31 @@ def torch_default_init(fan_in: int):
 
 
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
-    """InstanceNorm2d(affine=False): per example and channel over H and W, biased var."""
-    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + eps)
+    """InstanceNorm2d(affine=False): per example and channel over H and W, biased var.
+
+    The statistics are at least float32 whatever x's dtype (a bfloat16 mean over 40,000 pixels keeps 3
+    digits); the result has x's dtype.
+    """
+    y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    mean = jnp.mean(y, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(y - mean), axis=(1, 2), keepdims=True)
+    return ((y - mean) * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+# The dtypes the networks compute in (ModelSpec.compute_dtype); parameters stay float32.
+# Modules take ``dtype`` None for float32: no casts, so float64 inputs stay float64.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def cast(dtype, *arrays: jax.Array | None) -> tuple:
+    """A layer's inputs and float32 parameters in the compute dtype (an array None stays None).
+    ``dtype`` None: as they are (float32 networks, float64 in the tests of gradients)."""
+    return arrays if dtype is None else tuple(None if a is None else a.astype(dtype) for a in arrays)
+
+
+def network_output(x: jax.Array, dtype) -> jax.Array:
+    """A network's output: float32 after a lower compute dtype, so that the losses are float32."""
+    return x if dtype is None else x.astype(jnp.float32)
 
 
 def sum_rows(x: jax.Array) -> jax.Array:
@@ -296,12 +317,14 @@ class Conv(nn.Module):
     kernel_size: int
     stride: int = 1
     padding: int = 0
+    dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k, p = self.kernel_size, self.padding
         kernel = self.param("kernel", generator_kernel_init, (k, k, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        x, kernel, bias = cast(self.dtype, x, kernel, bias)
         return conv2d(x, kernel, self.stride, ((p, p), (p, p))) + bias
 
 
@@ -318,9 +341,9 @@ class ConvParams(nn.Module):
         return kernel, self.param("bias", nn.initializers.zeros, (self.features,))
 
 
-def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, name: str | None = None) -> Conv:
+def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, dtype=None, name=None) -> Conv:
     """A generator convolution with the reference's init and explicit padding."""
-    return Conv(features, kernel, stride, padding, name=name)
+    return Conv(features, kernel, stride, padding, dtype, name=name)
 
 
 _PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row parity, column parity) of a x2 upsampling's outputs
@@ -382,6 +405,7 @@ class UpsampleConv(nn.Module):
     """
 
     features: int
+    dtype: jnp.dtype | None = None
     # parity -> the taps applied to x[i], x[i + 1] along an axis
     FOLDS = {0: np.array([[0, 1, 0]]), 1: np.array([[0, 0, 1], [1, 0, 0]])}
 
@@ -393,6 +417,7 @@ class UpsampleConv(nn.Module):
     def __call__(self, x: jax.Array, shared: jax.Array | None = None) -> jax.Array:
         kernel = self.param("kernel", generator_kernel_init, (3, 3, self.features, _in_features(x, shared)))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        x, shared, kernel, bias = cast(self.dtype, x, shared, kernel, bias)
         kernel = jnp.transpose(kernel, (0, 1, 3, 2))  # (ky, kx, in, out)
         return _upsample(x, shared, kernel, self.FOLDS, self.convolve_phases) + bias
 
@@ -414,6 +439,7 @@ class ResizeConv(nn.Module):
     """
 
     features: int
+    dtype: jnp.dtype | None = None
     # parity -> the sums of taps along an axis (even: w0, w1 + w2; odd: w0 + w1, w2)
     FOLDS = {0: np.array([[1, 0, 0], [0, 1, 1]]), 1: np.array([[1, 1, 0], [0, 0, 1]])}
 
@@ -429,6 +455,7 @@ class ResizeConv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, shared: jax.Array | None = None) -> jax.Array:
         kernel, bias = ConvParams(self.features, 3, name="conv")(_in_features(x, shared))  # (3, 3, in, out)
+        x, shared, kernel, bias = cast(self.dtype, x, shared, kernel, bias)
         return _upsample(x, shared, kernel, self.FOLDS, self.convolve_phases) + bias
 
 
@@ -438,30 +465,45 @@ UPSAMPLING = {"transpose": UpsampleConv, "resize_conv": ResizeConv}
 class ResnetBlock(nn.Module):
     """x + [pad, conv3x3, IN, ReLU, pad, conv3x3, IN](x)."""
 
+    dtype: jnp.dtype | None = None
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         dim = x.shape[-1]
-        y = conv(dim, 3, name="conv_0")(reflect_pad(x, 1))
+        y = conv(dim, 3, dtype=self.dtype, name="conv_0")(reflect_pad(x, 1))
         y = nn.relu(instance_norm(y))
-        y = conv(dim, 3, name="conv_1")(reflect_pad(y, 1))
+        y = conv(dim, 3, dtype=self.dtype, name="conv_1")(reflect_pad(y, 1))
         return x + instance_norm(y)
 
 
+# ModelSpec.remat: what a training step's backward pass recomputes instead of keeping.
+# "block": each residual block's inside (its input kept); "network": each generator and
+# discriminator call (its input kept). A chunk's activations are already freed after its
+# update by the sequential loop, so the coarsest useful unit is the network call.
+REMAT = ("none", "block", "network")
+
+
 class Encoder(nn.Module):
-    """c7s1-ngf, d2ngf, d4ngf, then n_blocks residual blocks: (B, H, W, C) -> (B, H/4, W/4, 4ngf)."""
+    """c7s1-ngf, d2ngf, d4ngf, then n_blocks residual blocks: (B, H, W, C) -> (B, H/4, W/4, 4ngf).
+
+    ``remat_blocks``: recompute each block's inside in the backward pass (ModelSpec.remat "block").
+    """
 
     ngf: int
     n_blocks: int = 9
+    dtype: jnp.dtype | None = None
+    remat_blocks: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = conv(self.ngf, 7, name="conv_in")(reflect_pad(x, 3))  # (b, h, w, ngf)
+        x = conv(self.ngf, 7, dtype=self.dtype, name="conv_in")(reflect_pad(x, 3))  # (b, h, w, ngf)
         x = nn.relu(instance_norm(x))
         for i in range(2):
-            x = conv(self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, name=f"down_{i}")(x)  # (b, h/2^(i+1), ..)
-            x = nn.relu(instance_norm(x))
+            down = conv(self.ngf * 2 ** (i + 1), 3, stride=2, padding=1, dtype=self.dtype, name=f"down_{i}")
+            x = nn.relu(instance_norm(down(x)))  # (b, h/2^(i+1), w/2^(i+1), ngf 2^(i+1))
+        block = nn.remat(ResnetBlock) if self.remat_blocks else ResnetBlock
         for i in range(self.n_blocks):
-            x = ResnetBlock(name=f"block_{i}")(x)  # (b, h/4, w/4, 4ngf)
+            x = block(self.dtype, name=f"block_{i}")(x)  # (b, h/4, w/4, 4ngf)
         return x
 
 
@@ -475,15 +517,16 @@ class Decoder(nn.Module):
     width: int
     out_channels: int
     upsample: str = "transpose"
+    dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, shared: jax.Array | None = None) -> jax.Array:
         """``shared``: input channels common to groups of rows of x (see ``_upsample``)."""
-        x = UPSAMPLING[self.upsample](self.width * 2, name="up_0")(x, shared)  # (b, h/2, w/2, 2 width)
+        x = UPSAMPLING[self.upsample](self.width * 2, self.dtype, name="up_0")(x, shared)  # (b, h/2, w/2, 2 width)
         x = nn.relu(instance_norm(x))
-        x = UPSAMPLING[self.upsample](self.width, name="up_1")(x)  # (b, h, w, width)
+        x = UPSAMPLING[self.upsample](self.width, self.dtype, name="up_1")(x)  # (b, h, w, width)
         x = nn.relu(instance_norm(x))
-        x = conv(self.out_channels, 7, name="conv_out")(reflect_pad(x, 3))
+        x = conv(self.out_channels, 7, dtype=self.dtype, name="conv_out")(reflect_pad(x, 3))
         return jnp.tanh(x)
 
 
@@ -506,6 +549,7 @@ class SpectralConv(nn.Module):
     kernel_size: int = 4
     stride: int = 2
     padding: int = 1
+    dtype: jnp.dtype | None = None  # of the convolution; the power iteration and sigma are float32
 
     @nn.compact
     def __call__(self, x: jax.Array, update_stats: bool) -> jax.Array:
@@ -528,5 +572,5 @@ class SpectralConv(nn.Module):
         if update_stats and not self.is_initializing():
             u_var.value = u
         p = self.padding
-        y = conv2d(x, kernel / sigma, self.stride, ((p, p), (p, p)))
-        return y + bias
+        x, kernel, bias = cast(self.dtype, x, kernel / sigma, bias)
+        return conv2d(x, kernel, self.stride, ((p, p), (p, p))) + bias

@@ -61,11 +61,15 @@ class ResnetGenerator(nn.Module):
     ngf: int = 64
     n_blocks: int = 9
     upsample: str = "transpose"
+    dtype: jnp.dtype | None = None  # compute dtype (ModelSpec.compute_dtype); outputs are float32
+    remat_blocks: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        features = layers.Encoder(self.ngf, self.n_blocks, name="encoder")(x)  # (b, h/4, w/4, 4ngf)
-        return layers.Decoder(self.ngf, IMAGE_CHANNELS, self.upsample, name="decoder")(features)
+        encoder = layers.Encoder(self.ngf, self.n_blocks, self.dtype, self.remat_blocks, name="encoder")
+        features = encoder(x)  # (b, h/4, w/4, 4ngf)
+        decoder = layers.Decoder(self.ngf, IMAGE_CHANNELS, self.upsample, self.dtype, name="decoder")
+        return layers.network_output(decoder(features), self.dtype)
 
 
 class SetGenerator(nn.Module):
@@ -87,6 +91,8 @@ class SetGenerator(nn.Module):
     upsample: str = "transpose"
     ngf_mask: int = 0
     mask_decoder_width: int = 0
+    dtype: jnp.dtype | None = None  # compute dtype (ModelSpec.compute_dtype); outputs are float32
+    remat_blocks: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -94,23 +100,25 @@ class SetGenerator(nn.Module):
         b = x.shape[0]
         ngf_mask = self.ngf_mask or self.ngf
         valid = slot_validity(masks)  # (b, n)
-        f_img = layers.Encoder(self.ngf, self.n_blocks, name="encoder_img")(image)  # (b, h/4, w/4, 4ngf)
-        f_seg = layers.Encoder(ngf_mask, self.n_blocks, name="encoder_seg")(_fold_slots(masks))
+        encoder = functools.partial(layers.Encoder, n_blocks=self.n_blocks, dtype=self.dtype,
+                                    remat_blocks=self.remat_blocks)  # fmt: skip
+        f_img = encoder(self.ngf, name="encoder_img")(image)  # (b, h/4, w/4, 4ngf)
+        f_seg = encoder(ngf_mask, name="encoder_seg")(_fold_slots(masks))
         f_seg = _unfold_slots(f_seg, b)  # (b, n, h/4, w/4, 4ngf_mask)
         f_set = _set_feature(f_seg, valid)
 
         context = jnp.concatenate([f_img, f_set], axis=-1)  # (b, h/4, w/4, 4ngf + 4ngf_mask)
-        decoder_img = layers.Decoder(self.ngf + ngf_mask, IMAGE_CHANNELS, self.upsample, name="decoder_img")
+        decoder_img = layers.Decoder(self.ngf + ngf_mask, IMAGE_CHANNELS, self.upsample, self.dtype, name="decoder_img")
         image_out = decoder_img(context)
 
         # mask i's decoder input is [f_i, context]; its first layer convolves the context
         # once per example, not once per slot
         width = self.mask_decoder_width or self.ngf + 2 * ngf_mask
-        decoder_seg = layers.Decoder(width, 1, self.upsample, name="decoder_seg")
+        decoder_seg = layers.Decoder(width, 1, self.upsample, self.dtype, name="decoder_seg")
         masks_out = decoder_seg(f_seg.reshape(-1, *f_seg.shape[2:]), shared=context)
         masks_out = masks_out.reshape(b, -1, *masks_out.shape[1:3]).transpose(0, 2, 3, 1)  # (b, h, w, n)
-        masks_out = jnp.where(valid[:, None, None, :], masks_out, masks)
-        return jnp.concatenate([image_out, masks_out], axis=-1)
+        masks_out = jnp.where(valid[:, None, None, :], masks_out.astype(masks.dtype), masks)
+        return layers.network_output(jnp.concatenate([image_out, masks_out], axis=-1), self.dtype)
 
 
 class PatchFeatures(nn.Module):
@@ -118,12 +126,13 @@ class PatchFeatures(nn.Module):
 
     ndf: int = 64
     n_layers: int = 3
+    dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, update_stats: bool) -> jax.Array:
-        x = _leaky_relu(layers.SpectralConv(self.ndf, name="conv_0")(x, update_stats))
+        x = _leaky_relu(layers.SpectralConv(self.ndf, dtype=self.dtype, name="conv_0")(x, update_stats))
         for n in range(1, self.n_layers):
-            x = layers.SpectralConv(self.ndf * min(2**n, 8), name=f"conv_{n}")(x, update_stats)
+            x = layers.SpectralConv(self.ndf * min(2**n, 8), dtype=self.dtype, name=f"conv_{n}")(x, update_stats)
             x = _leaky_relu(layers.instance_norm(x))
         return x
 
@@ -132,6 +141,7 @@ class PatchClassifier(nn.Module):
     """The stride-1 half of PatchGAN: conv4x4 (IN, LReLU) then conv4x4 to one logit per patch."""
 
     features: int
+    dtype: jnp.dtype | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, update_stats: bool) -> jax.Array:
@@ -140,9 +150,10 @@ class PatchClassifier(nn.Module):
                 f"input too small for the PatchGAN discriminator: features of {x.shape[1:3]} "
                 "(images need at least 24 pixels per side for 3 layers)"
             )
-        x = layers.SpectralConv(self.features, stride=1, name="conv_0")(x, update_stats)
+        x = layers.SpectralConv(self.features, stride=1, dtype=self.dtype, name="conv_0")(x, update_stats)
         x = _leaky_relu(layers.instance_norm(x))
-        return layers.SpectralConv(1, stride=1, name="conv_1")(x, update_stats)
+        logits = layers.SpectralConv(1, stride=1, dtype=self.dtype, name="conv_1")(x, update_stats)
+        return layers.network_output(logits, self.dtype)
 
 
 class NLayerDiscriminator(nn.Module):
@@ -150,11 +161,13 @@ class NLayerDiscriminator(nn.Module):
 
     ndf: int = 64
     n_layers: int = 3
+    dtype: jnp.dtype | None = None  # compute dtype; the logits are float32
 
     @nn.compact
     def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
-        x = PatchFeatures(self.ndf, self.n_layers, name="features")(x, update_stats)
-        return PatchClassifier(self.ndf * min(2**self.n_layers, 8), name="classifier")(x, update_stats)
+        x = PatchFeatures(self.ndf, self.n_layers, self.dtype, name="features")(x, update_stats)
+        classifier = PatchClassifier(self.ndf * min(2**self.n_layers, 8), self.dtype, name="classifier")
+        return classifier(x, update_stats)
 
 
 class SetDiscriminator(nn.Module):
@@ -162,19 +175,21 @@ class SetDiscriminator(nn.Module):
 
     ndf: int = 64
     n_layers: int = 3
+    dtype: jnp.dtype | None = None  # compute dtype; the logits are float32
 
     @nn.compact
     def __call__(self, x: jax.Array, update_stats: bool = False) -> jax.Array:
         image, masks = x[..., :IMAGE_CHANNELS], x[..., IMAGE_CHANNELS:]
         b = x.shape[0]
         valid = slot_validity(masks)  # (b, n)
-        g_img = PatchFeatures(self.ndf, self.n_layers, name="features_img")(image, update_stats)
-        g_seg = PatchFeatures(self.ndf, self.n_layers, name="features_seg")(_fold_slots(masks), update_stats)
+        features = functools.partial(PatchFeatures, self.ndf, self.n_layers, self.dtype)
+        g_img = features(name="features_img")(image, update_stats)
+        g_seg = features(name="features_seg")(_fold_slots(masks), update_stats)
         g_seg = _unfold_slots(g_seg, b)  # (b, n, h', w', c)
         g_set = _set_feature(g_seg, valid)
         # The reference builds its classifier for a width of 2 ndf, hence 2 ndf * 8 features.
-        features = 2 * self.ndf * min(2**self.n_layers, 8)
-        return PatchClassifier(features, name="classifier")(jnp.concatenate([g_img, g_set], -1), update_stats)
+        classifier = PatchClassifier(2 * self.ndf * min(2**self.n_layers, 8), self.dtype, name="classifier")
+        return classifier(jnp.concatenate([g_img, g_set], -1), update_stats)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +204,9 @@ class ModelSpec:
     upsample: str = "transpose"  # the generators' upsampling (layers.UPSAMPLING); the authors' is "transpose"
     ngf_mask: int = 0  # the set generator's mask-encoder width; 0: ngf (the paper); ignored by cycle_gan
     mask_decoder_width: int = 0  # its mask decoder's; 0: its input channels / 4 (the paper's 3 ngf)
+    # How the networks run, not what they are (checkpoints of either setting are the same):
+    compute_dtype: str = "float32"  # layers.COMPUTE_DTYPES: bfloat16 computes there, parameters stay float32
+    remat: str = "none"  # layers.REMAT: what the train step's backward pass recomputes
 
     # (lowest, highest) of each size; the paper's networks are ngf = ndf = 64, 9 blocks, 3 layers.
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -201,6 +219,10 @@ class ModelSpec:
             raise ValueError(f"model must be 'insta_gan' or 'cycle_gan', got {self.model!r}")
         if not isinstance(self.upsample, str) or self.upsample not in layers.UPSAMPLING:
             raise ValueError(f"upsample must be one of {sorted(layers.UPSAMPLING)}, got {self.upsample!r}")
+        if self.compute_dtype not in layers.COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {layers.COMPUTE_DTYPES}, got {self.compute_dtype!r}")
+        if self.remat not in layers.REMAT:
+            raise ValueError(f"remat must be one of {layers.REMAT}, got {self.remat!r}")
         checks.check_integer_ranges(self, self.LIMITS)
 
     @classmethod
@@ -218,6 +240,7 @@ class ModelSpec:
         return self.model == "insta_gan"
 
     def generator(self) -> nn.Module:
+        run = {"dtype": self.dtype, "remat_blocks": self.remat == "block"}
         if self.uses_masks:
             return SetGenerator(
                 ngf=self.ngf,
@@ -225,15 +248,26 @@ class ModelSpec:
                 upsample=self.upsample,
                 ngf_mask=self.ngf_mask,
                 mask_decoder_width=self.mask_decoder_width,
+                **run,
             )
-        return ResnetGenerator(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample)
+        return ResnetGenerator(ngf=self.ngf, n_blocks=self.n_blocks, upsample=self.upsample, **run)
 
     def discriminator(self) -> nn.Module:
         cls = SetDiscriminator if self.uses_masks else NLayerDiscriminator
-        return cls(ndf=self.ndf, n_layers=self.n_layers_d)
+        return cls(ndf=self.ndf, n_layers=self.n_layers_d, dtype=self.dtype)
+
+    @property
+    def dtype(self) -> jnp.dtype | None:
+        """The modules' compute dtype: None (no casts) for float32."""
+        return None if self.compute_dtype == "float32" else jnp.dtype(self.compute_dtype)
+
+    def call(self, network: nn.Module, **options):
+        """``network.apply`` with ``options`` (update_stats, mutable) bound; with remat "network" its
+        activations are recomputed in the backward pass (``jax.checkpoint``) instead of kept."""
+        apply = functools.partial(network.apply, **options)
+        return jax.checkpoint(apply) if self.remat == "network" else apply
 
 
-@functools.cache
 def abstract_networks(spec: ModelSpec) -> dict:
     """Shapes and dtypes of ``init_networks``' variables, computed without allocating them.
 

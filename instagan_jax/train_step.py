@@ -19,7 +19,6 @@ sync, no data-dependent shape.
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import flax.struct
 import jax
@@ -178,9 +177,9 @@ def generator_losses(cfg: StepConfig, d: Direction, g_params: dict, d_variables:
     ``fake`` is the translated image with every mask generated so far (earlier chunks'
     stopped, this chunk's live in slots k*p .. k*p+p-1): what the discriminator judges.
     """
-    generator = cfg.spec.generator()
-    forward = lambda v: generator.apply({"params": g_params[d.forward]}, v)
-    backward = lambda v: generator.apply({"params": g_params[d.backward]}, v)
+    generator = cfg.spec.call(cfg.spec.generator())
+    forward = lambda v: generator({"params": g_params[d.forward]}, v)
+    backward = lambda v: generator({"params": g_params[d.backward]}, v)
     lam = getattr(cfg, d.cycle_weight)
     real = jnp.concatenate([carry[f"image_{d.source}"], chunk], axis=-1)
     translated = forward(real)
@@ -189,7 +188,8 @@ def generator_losses(cfg: StepConfig, d: Direction, g_params: dict, d_variables:
         carry[f"masks_{d.pool}"], fake_masks, k * cfg.slots_per_chunk, axis=3
     )
     fake = jnp.concatenate([fake_image, generated], axis=-1)
-    logits, mutated = cfg.spec.discriminator().apply(d_variables, fake, update_stats=True, mutable=["spectral"])
+    discriminator = cfg.spec.call(cfg.spec.discriminator(), update_stats=True, mutable=["spectral"])
+    logits, mutated = discriminator(d_variables, fake)
     terms = {
         "G": losses.adversarial(logits, True, cfg.gan_loss),
         "cyc": losses.l1(backward(translated), real) * lam,
@@ -263,10 +263,9 @@ def update_discriminator(cfg: StepConfig, lr, d: Direction, state: TrainState, s
     computed (``lax.cond``), if no example has an instance of d's source domain in this chunk.
     """
     old = (state.params[d.discriminator], state.opt_d[d.discriminator], state.spectral[d.discriminator])
-    discriminator = cfg.spec.discriminator()
+    apply = cfg.spec.call(cfg.spec.discriminator(), update_stats=True, mutable=["spectral"])
 
     def loss(d_params, spectral_in, pooled):
-        apply = functools.partial(discriminator.apply, update_stats=True, mutable=["spectral"])
         real_logits, s1 = apply({"params": d_params, "spectral": spectral_in}, real)
         fake_logits, s2 = apply({"params": d_params, "spectral": s1["spectral"]}, pooled)
         per_example = 0.5 * (
