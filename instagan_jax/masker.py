@@ -38,6 +38,7 @@ class MaskerSpec:
     sigma: float = 2.0  # pixels: the spread of the centre Gaussians
     centre_threshold: float = 0.2  # heat-map peaks below this are not instances
     peak_window: int = 5  # a peak is the maximum of its peak_window x peak_window neighbourhood
+    compute_dtype: str = "float32"  # layers.COMPUTE_DTYPES: how it runs (parameters stay float32)
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "width": (1, 256), "n_blocks": (1, 32), "ins_max": (1, 256), "peak_window": (1, 31),
@@ -47,8 +48,14 @@ class MaskerSpec:
         checks.check_integer_ranges(self, self.LIMITS, prefix="masker ")
         if self.peak_window % 2 == 0:
             raise ValueError(f"masker peak_window must be odd, got {self.peak_window}")
+        if self.compute_dtype not in layers.COMPUTE_DTYPES:
+            raise ValueError(f"masker compute_dtype must be one of {layers.COMPUTE_DTYPES}, got {self.compute_dtype!r}")
         if not (0 < self.sigma <= 64 and 0 <= self.centre_threshold < 1):
             raise ValueError(f"masker sigma {self.sigma!r} or centre_threshold {self.centre_threshold!r} out of range")
+
+    def network(self) -> Masker:
+        dtype = None if self.compute_dtype == "float32" else jnp.dtype(self.compute_dtype)
+        return Masker(self.width, self.n_blocks, dtype)
 
     @classmethod
     def from_dict(cls, fields) -> MaskerSpec:
@@ -62,22 +69,25 @@ class Masker(nn.Module):
 
     width: int
     n_blocks: int
+    dtype: jnp.dtype | None = None  # compute dtype (MaskerSpec.compute_dtype; None: float32); outputs float32
 
     @nn.compact
     def __call__(self, images: jax.Array) -> dict[str, jax.Array]:
-        x = nn.relu(layers.instance_norm(layers.conv(self.width, 7, name="conv_in")(layers.reflect_pad(images, 3))))
+        conv_in = layers.conv(self.width, 7, dtype=self.dtype, name="conv_in")
+        x = nn.relu(layers.instance_norm(conv_in(layers.reflect_pad(images, 3))))
         skips = [x]
         for i in range(2):
-            x = layers.conv(self.width * 2 ** (i + 1), 3, stride=2, padding=1, name=f"down_{i}")(x)
+            x = layers.conv(self.width * 2 ** (i + 1), 3, stride=2, padding=1, dtype=self.dtype, name=f"down_{i}")(x)
             x = nn.relu(layers.instance_norm(x))
             skips.append(x)
         for i in range(self.n_blocks):
-            x = layers.ResnetBlock(name=f"block_{i}")(x)
+            x = layers.ResnetBlock(self.dtype, name=f"block_{i}")(x)
         for i in range(2):  # back up, with the encoder's features of the same size
-            x = layers.UpsampleConv(self.width * 2 ** (1 - i), name=f"up_{i}")(x)
+            x = layers.UpsampleConv(self.width * 2 ** (1 - i), self.dtype, name=f"up_{i}")(x)
             x = nn.relu(layers.instance_norm(x))
             x = jnp.concatenate([x, skips[1 - i]], axis=-1)
-        out = layers.conv(4, 3, name="head")(layers.reflect_pad(x, 1))
+        out = layers.conv(4, 3, dtype=self.dtype, name="head")(layers.reflect_pad(x, 1))
+        out = layers.network_output(out, self.dtype)
         return {"foreground": out[..., 0], "centre": out[..., 1], "offset": out[..., 2:]}
 
 

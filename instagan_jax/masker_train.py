@@ -44,7 +44,7 @@ def _manager(workdir: str, max_to_keep: int | None = None) -> ocp.CheckpointMana
 
 
 def _init_params(spec: masker_lib.MaskerSpec, key, height: int, width: int):
-    net = masker_lib.Masker(spec.width, spec.n_blocks)
+    net = spec.network()
     return net.init(key, jnp.zeros((1, height, width, 3)))["params"]
 
 
@@ -67,7 +67,7 @@ def load_masker(workdir: str, step: int | None = None) -> tuple[masker_lib.Maske
 
 
 def _predict(spec: masker_lib.MaskerSpec, params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-    outputs = masker_lib.Masker(spec.width, spec.n_blocks).apply({"params": params}, images)
+    outputs = spec.network().apply({"params": params}, images)
     return masker_lib.group(outputs, spec), outputs["foreground"] > 0
 
 
@@ -98,7 +98,7 @@ class MaskPredictor:
 
 
 def make_step(spec: masker_lib.MaskerSpec, optimizer: optax.GradientTransformation):
-    net = masker_lib.Masker(spec.width, spec.n_blocks)
+    net = spec.network()
 
     def step(params, opt_state, images, masks):
         def objective(p):

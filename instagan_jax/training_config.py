@@ -19,6 +19,7 @@ from instagan_jax import checks
 from instagan_jax import train_step as ts
 from instagan_jax.checkpoint import CheckpointError
 from instagan_jax.datasets import shapes
+from instagan_jax.layers import COMPUTE_DTYPES, REMAT
 from instagan_jax.models import ModelSpec
 
 # Keys whose change makes an old checkpoint or data position meaningless.
@@ -39,7 +40,8 @@ INTEGER_RANGES = {
     "seed": (0, 2**31 - 1), "shapes_size": (8, 1024), "shapes_num_train": (1, shapes.MAX_GENERATED),
     "shapes_num_test": (1, shapes.MAX_GENERATED), "shapes_max_instances": (1, checks.MAX_INSTANCES),
 }  # fmt: skip
-CHOICES = {"set_order": ("decreasing", "random"), "gan_loss": ("lsgan", "vanilla")}
+CHOICES = {"set_order": ("decreasing", "random"), "gan_loss": ("lsgan", "vanilla"), "compute_dtype": COMPUTE_DTYPES,
+           "remat": REMAT}  # fmt: skip
 # Float keys: (lowest, highest, highest included).
 NUMBER_RANGES = {
     "learning_rate": (0.0, 1.0, True), "beta1": (0.0, 1.0, False), "ema_decay": (0.0, 1.0, False),

@@ -42,6 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.ndf = 16  # discriminator width (paper: 64)
     config.n_blocks = 3  # residual blocks per encoder (paper: 9)
     config.n_layers_d = 2  # the discriminators' strided layers: 2 paints more squares at 32x32 (README); paper: 3
+    config.compute_dtype = "float32"  # float32 | bfloat16: the networks compute in it (parameters stay float32)
+    config.remat = "none"  # none | block | network: recompute in the backward pass to fit larger batches (README)
     config.upsample = "resize_conv"  # resize_conv (no checkerboard) | transpose (paper; the authors' checkpoints)
     # Sequential mini-batch
     config.ins_max = 4  # instance slots per image (largest first)

@@ -21,6 +21,14 @@ def get_config():
     config.image_every_steps = 300
     config.checkpoint_every_steps = 300
     config.masker = ml_collections.ConfigDict(
-        {"width": 16, "n_blocks": 3, "ins_max": 8, "sigma": 2.0, "centre_threshold": 0.2, "peak_window": 5}
+        {
+            "width": 16,
+            "n_blocks": 3,
+            "ins_max": 8,
+            "sigma": 2.0,
+            "centre_threshold": 0.2,
+            "peak_window": 5,
+            "compute_dtype": "float32",
+        }  # fmt: skip
     )
     return config
