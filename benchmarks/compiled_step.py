@@ -32,6 +32,8 @@ def add_step_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=1, help="per device")
     parser.add_argument("--instances", type=int, default=None, help="instances per example (default: every slot)")
     parser.add_argument("--unroll", choices=["no", "yes"], default="no", help="unroll the chunk scan")
+    parser.add_argument("--compute_dtype", choices=layers.COMPUTE_DTYPES, default="float32")
+    parser.add_argument("--remat", choices=layers.REMAT, default="none", help="what the backward pass recomputes")
     parser.add_argument("--convolutions", choices=layers.CONVOLUTION_FORMS, default=None,
                         help="layers.conv2d's forms (default: the backend's, cpu on a CPU)")  # fmt: skip
 
@@ -52,6 +54,7 @@ def step_config(args: argparse.Namespace, ins_max: int) -> ts.StepConfig:
     spec = ModelSpec(
         model=args.model, ngf=args.ngf, ndf=args.ndf or args.ngf, n_blocks=args.n_blocks, n_layers_d=args.n_layers_d,
         upsample=args.upsample, ngf_mask=args.ngf_mask, mask_decoder_width=args.mask_decoder_width,
+        compute_dtype=args.compute_dtype, remat=args.remat,
     )  # fmt: skip
     return ts.StepConfig(spec=spec, ins_max=ins_max, ins_per=min(args.ins_per, ins_max), pool_size=50,
                          scan_unroll=args.unroll == "yes", ema_decay=args.ema_decay)  # fmt: skip

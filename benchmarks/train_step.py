@@ -5,7 +5,9 @@ r"""Times the jitted train step, and reports XLA's memory and FLOP estimates.
 
 Writes a JSON list, one record per ins_max, and prints a table with the achieved FLOP/s
 next to this machine's measured float32 matmul FLOP/s. --batch_size is per device; the step
-is the sharded one of `instagan_jax.parallel` (data axis over all devices). --reference DIR
+is the sharded one of `instagan_jax.parallel` (data axis over all devices). --steps 0 only
+compiles it and reports XLA's estimates (memory at sizes this machine cannot run, e.g. per
+--remat and --compute_dtype). --reference DIR
 also times the authors' step (benchmarks/reference_step.py); with --rounds N the two are
 timed in turn N times, since this machine's speed drifts over minutes.
 
@@ -38,14 +40,14 @@ def measure(args, ins_max: int) -> dict:
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     rounds, theirs = [], []
-    for _ in range(args.rounds):
+    for _ in range(args.rounds if args.steps else 0):  # --steps 0: XLA's estimates only
         state, times = compiled_step.time_steps(compiled, state, batch, args.steps)
         rounds.append(float(np.median(times)))
         if args.reference:
             theirs.append(reference_step_time(args, ins_max))
     compared = {
         "reference_step_time_s": float(np.median(theirs)), "reference_step_time_s_each_round": theirs,
-        "speedup_vs_reference": float(np.median(theirs) / np.median(rounds)),
+        "speedup_vs_reference": float(np.median(theirs) / np.median(rounds)) if rounds else None,
         "speedup_each_round": [t / o for t, o in zip(theirs, rounds, strict=True)],
     } if args.reference else {}  # fmt: skip
     return {
@@ -53,7 +55,8 @@ def measure(args, ins_max: int) -> dict:
         "ndf": cfg.spec.ndf, "n_blocks": args.n_blocks, "n_layers_d": args.n_layers_d, "ema_decay": args.ema_decay,
         "model": args.model, "upsample": args.upsample, "ins_max": ins_max, "ins_per": cfg.ins_per,
         "instances": args.instances, "batch_size_per_device": args.batch_size,
-        "step_time_s": float(np.median(rounds)), "step_time_s_each_round": rounds, "compile_time_s": compile_time,
+        "step_time_s": float(np.median(rounds)) if rounds else None, "step_time_s_each_round": rounds,
+        "compile_time_s": compile_time, "compute_dtype": args.compute_dtype, "remat": args.remat,
         **memory_fields(memory),
         "flops": float(cost.get("flops", float("nan"))) * chunks_run(args, cfg) if cost else None,
         "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "unroll": args.unroll,
@@ -126,11 +129,11 @@ def main():
     records = []
     for n in args.ins_max.split(","):  # print and save as each finishes: a long run keeps what it measured
         r = measure(args, int(n))
-        achieved = r["flops"] / r["step_time_s"] if r["flops"] else float("nan")
+        achieved = r["flops"] / r["step_time_s"] if r["flops"] and r["step_time_s"] else float("nan")
         r["flops_per_sec"], r["matmul_peak_flops_per_sec"] = achieved, peak
         records.append(r)
         mib = r["memory_bytes"] / 2**20 if r["memory_bytes"] else float("nan")
-        row = f"{r['ins_max']:>7} {r['step_time_s']:>8.3f} {r['compile_time_s']:>9.1f} {mib:>10.1f} "
+        row = f"{r['ins_max']:>7} {r['step_time_s'] or float('nan'):>8.3f} {r['compile_time_s']:>9.1f} {mib:>10.1f} "
         row += f"{r['flops'] / 1e9:>8.2f} {achieved / 1e9:>8.2f} {achieved / peak:>7.1%}"
         if args.reference:
             row += f" {r['reference_step_time_s']:>8.3f} {r['speedup_vs_reference']:>7.2f}x"
@@ -147,7 +150,8 @@ def scaling(args) -> None:
     """Runs this script once per device count and prints step time at a fixed per-device batch."""
     records = []
     forwarded = ("size", "ngf", "ndf", "ngf_mask", "mask_decoder_width", "n_blocks", "n_layers_d", "model", "upsample",
-                 "ema_decay", "ins_per", "batch_size", "steps", "unroll", "convolutions")  # fmt: skip
+                 "ema_decay", "ins_per", "batch_size", "steps", "unroll", "convolutions", "compute_dtype",
+                 "remat")  # fmt: skip
     base = [f"--{k}={getattr(args, k)}" for k in forwarded if getattr(args, k) is not None]
     base.append(f"--ins_max={args.ins_max.split(',')[0]}")
     print(f"{'devices':>7} {'batch':>6} {'step s':>8} {'examples/s':>10}  (cores: {os.cpu_count()})")
