@@ -18,7 +18,7 @@ from absl import app, flags
 from PIL import Image
 from tqdm import tqdm
 
-from instagan_jax import checks, cli, domains, image_io, mask_import
+from instagan_jax import checks, cli, domains, image_io, layers, mask_import
 from instagan_jax import masks as masks_lib
 from instagan_jax.inference import Translator, prepare_masks
 
@@ -37,6 +37,12 @@ flags.DEFINE_integer("batch_size", 1, "Images of equal size translated together:
                      "one at a time is fastest (benchmarks/translate.py).", lower_bound=1)  # fmt: skip
 flags.DEFINE_float("memory_limit_gb", 0, "Refuse photos whose arrays alone need more; 0: this machine's memory.",
                    lower_bound=0)  # fmt: skip
+flags.DEFINE_enum(
+    "compute_dtype",
+    None,
+    list(layers.COMPUTE_DTYPES),
+    "The networks' compute dtype; the checkpoint's (float32) if unset. bfloat16 is for accelerators.",
+)
 flags.DEFINE_string("output_dir", None, "Where the PNGs go.", required=True)
 flags.DEFINE_enum("masks", "given", ["given", "auto"], "given: read {phase}A_seg/; auto: predict them with a masker.")
 flags.DEFINE_string("masker_workdir", None, "With --masks auto: a workdir of experiments/train_masker.py.")
@@ -92,7 +98,8 @@ def main(argv):
 
     masker = MaskPredictor.from_workdir(FLAGS.masker_workdir) if auto else None
     translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max,
-                                         memory_limit_gb=FLAGS.memory_limit_gb)  # fmt: skip
+                                         memory_limit_gb=FLAGS.memory_limit_gb,
+                                         compute_dtype=FLAGS.compute_dtype)  # fmt: skip
     predicted_dir = os.path.join(FLAGS.output_dir, "predicted_masks")
 
     def examples():

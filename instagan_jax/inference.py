@@ -50,15 +50,18 @@ class Translator:
     masker: Callable[[np.ndarray], np.ndarray] | None = None  # images -> masks, for photos without any
     binary_masks: bool = False  # threshold input masks at half, as the run's data were (config.binary_masks)
     memory_limit_gb: float = 0  # checks.memory_budget's limit for check_memory; 0: this machine's memory
+    compute_dtype: str | None = None  # layers.COMPUTE_DTYPES; None: the checkpoint's spec's (float32 unless trained so)
 
     def __post_init__(self):
         checks.check_chunking(self.ins_max, self.ins_per)
+        if self.compute_dtype is not None:
+            self.spec = dataclasses.replace(self.spec, compute_dtype=self.compute_dtype)
 
     def check_memory(self, size_hw: tuple[int, int], batch: int = 1, what: str = "the photo") -> None:
         """Refuses, before anything is compiled or allocated, a batch of photos of ``size_hw`` whose
         arrays alone (inputs, outputs and the full-size feature maps of the image and of a chunk's
         masks: a lower bound) need more than the memory budget."""
-        per_pixel = 2 * (3 + self.ins_max) + 2 * self.spec.ngf
+        per_pixel = 2 * (3 + self.ins_max) + 2 * self.spec.ngf  # floats: float32 inputs, outputs (lower bound)
         if self.spec.uses_masks:
             per_pixel += self.ins_per * (self.spec.ngf_mask or self.spec.ngf)
         needed = batch * size_hw[0] * size_hw[1] * 4 * per_pixel
