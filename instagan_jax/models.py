@@ -268,6 +268,7 @@ class ModelSpec:
         return jax.checkpoint(apply) if self.remat == "network" else apply
 
 
+@functools.cache
 def abstract_networks(spec: ModelSpec) -> dict:
     """Shapes and dtypes of ``init_networks``' variables, computed without allocating them.
 
