@@ -52,6 +52,11 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
+def module_dtype(compute_dtype: str) -> jnp.dtype | None:
+    """A spec's compute_dtype as the modules take it: None (no casts) for float32."""
+    return None if compute_dtype == "float32" else jnp.dtype(compute_dtype)
+
+
 def cast(dtype, *arrays: jax.Array | None) -> tuple:
     """A layer's inputs and float32 parameters in the compute dtype (an array None stays None).
     ``dtype`` None: as they are (float32 networks, float64 in the tests of gradients)."""

@@ -54,8 +54,7 @@ class MaskerSpec:
             raise ValueError(f"masker sigma {self.sigma!r} or centre_threshold {self.centre_threshold!r} out of range")
 
     def network(self) -> Masker:
-        dtype = None if self.compute_dtype == "float32" else jnp.dtype(self.compute_dtype)
-        return Masker(self.width, self.n_blocks, dtype)
+        return Masker(self.width, self.n_blocks, layers.module_dtype(self.compute_dtype))
 
     @classmethod
     def from_dict(cls, fields) -> MaskerSpec:

@@ -259,7 +259,7 @@ class ModelSpec:
     @property
     def dtype(self) -> jnp.dtype | None:
         """The modules' compute dtype: None (no casts) for float32."""
-        return None if self.compute_dtype == "float32" else jnp.dtype(self.compute_dtype)
+        return layers.module_dtype(self.compute_dtype)
 
     def call(self, network: nn.Module, **options):
         """``network.apply`` with ``options`` (update_stats, mutable) bound; with remat "network" its
