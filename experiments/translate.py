@@ -93,10 +93,11 @@ def main(argv):
     checks.writable_folder(FLAGS.output_dir, "--output_dir")
     for path in paths:
         checks.check_name(os.path.join(FLAGS.output_dir, output_name(path, target, "img")), f"the output of {path}")
+    masker = None
     if auto:  # imported here: the masker's module brings tensorflow, seconds of start-up a translation needs not
         from instagan_jax.masker_train import MaskPredictor
 
-    masker = MaskPredictor.from_workdir(FLAGS.masker_workdir) if auto else None
+        masker = MaskPredictor.from_workdir(FLAGS.masker_workdir)
     translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max,
                                          memory_limit_gb=FLAGS.memory_limit_gb,
                                          compute_dtype=FLAGS.compute_dtype)  # fmt: skip
