@@ -7,9 +7,13 @@ Reads the dataset from the config stored with the masker. Instance quality: matc
 and instance-count accuracy of the masker, and of the baseline (connected components of the
 masker's own foreground map). With --instagan_workdir (a shapes run), also the translation
 scores of that InstaGAN fed predicted vs. true masks: what using the masker costs.
+With --scales 1,2,4 (the shapes set), also the masker on held-out shapes rendered at each
+multiple of the training size (objects that many times larger), masked as they are (scale 1)
+and with the scale read off each photo (scale auto, the default of MaskPredictor and translate.py).
 Writes a JSON (--json, default WORKDIR/eval/masker.json) and prints a table.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -25,6 +29,7 @@ flags.DEFINE_string("workdir", None, "Masker workdir (experiments/train_masker.p
 flags.DEFINE_string("instagan_workdir", None, "An InstaGAN workdir to translate with predicted vs. true masks.")
 flags.DEFINE_integer("num_examples", 200, "Held-out images per domain.", lower_bound=1, upper_bound=100_000)
 flags.DEFINE_string("json", None, "Where the scores go; WORKDIR/eval/masker.json if unset.")
+flags.DEFINE_list("scales", [], "Shapes set: also score photos rendered at these multiples of the training size.")
 FLAGS = flags.FLAGS
 
 
@@ -34,9 +39,25 @@ def predict_in_batches(predictor: MaskPredictor, images: np.ndarray, batch_size:
     return np.concatenate([m for m, _ in batches]), np.concatenate([f for _, f in batches])
 
 
+def scale_scores(predictor: MaskPredictor, config, scales: list[int]) -> dict:
+    """{scale: {domain: {"scale 1": scores, "scale auto": scores}}} on shapes rendered at each scale."""
+    report = {}
+    for scale in scales:
+        data = training_data.rendered_held_out(config, FLAGS.num_examples, scale=scale)
+        report[scale] = {
+            x: {f"scale {s}": evaluation.instance_scores(data[f"masks_{x}"], predict_in_batches(
+                    dataclasses.replace(predictor, scale=s), data[f"image_{x}"])[0]) for s in (1, "auto")}
+            for x in domains.DOMAINS
+        }  # fmt: skip
+    return report
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not all(s.isdigit() and 1 <= int(s) <= 16 for s in FLAGS.scales):
+        raise app.UsageError(f"--scales must be whole numbers from 1 to 16, got {','.join(FLAGS.scales)}")
+    scales = [int(s) for s in FLAGS.scales]
     path = checks.writable_file(FLAGS.json or os.path.join(FLAGS.workdir, "eval", "masker.json"), "--json")
     predictor = MaskPredictor.from_workdir(FLAGS.workdir)
     config = training_config.stored(checkpoint.load_config(FLAGS.workdir), FLAGS.workdir)
@@ -50,6 +71,8 @@ def main(argv):
             "masker": evaluation.instance_scores(data[f"masks_{x}"], predicted[x]),
             "connected_components": evaluation.instance_scores(data[f"masks_{x}"], baseline),
         }
+    if FLAGS.scales:
+        report["scales"] = scale_scores(predictor, config, scales)
     if FLAGS.instagan_workdir:
         translator = Translator.from_workdir(FLAGS.instagan_workdir, ins_per=2, ins_max=config.ins_max)
         report["translation"] = {}
@@ -67,6 +90,11 @@ def main(argv):
     for x, methods in report["domains"].items():
         for method, s in methods.items():
             print(f"{x:6} {method:22} {s['matched_iou']:11.3f} {s['count_accuracy']:9.3f} {s['count_error']:9.3f}")
+    for scale, by_domain in report.get("scales", {}).items():
+        for x, methods in by_domain.items():
+            for method, s in methods.items():
+                print(f"{x:6} {f'{scale}x, masker {method}':22} {s['matched_iou']:11.3f} {s['count_accuracy']:9.3f} "
+                      f"{s['count_error']:9.3f}")  # fmt: skip
     for direction, scores in report.get("translation", {}).items():
         for name, s in scores.items():
             print(f"{direction} with {name}: " + " ".join(f"{k}={v:.3f}" for k, v in s.items()))

@@ -81,6 +81,7 @@ VARIANTS = {  # name: (what it is, config overrides on top of the default config
     "d_two_layers": ("InstaGAN, discriminators of two strided layers", ["--config.n_layers_d=2", *LEVERS]),
     "narrow_masks": ("InstaGAN, mask encoder of width 8", ["--config.ngf_mask=8", *LEVERS]),
     "binary_masks": ("InstaGAN, masks thresholded at half", ["--config.binary_masks=True", *LEVERS]),
+    "bfloat16": ("InstaGAN computing in bfloat16", ["--config.compute_dtype=bfloat16", *LEVERS]),
 }
 # The study's flags that set a config key of every run (a variant's overrides come after them).
 PINNED = ("ins_per", "n_layers_d", "ngf_mask", "mask_decoder_width", "binary_masks")

@@ -19,6 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from instagan_jax import checks, cli, domains, image_io, layers, mask_import
+from instagan_jax import masker as masker_lib
 from instagan_jax import masks as masks_lib
 from instagan_jax.inference import Translator, prepare_masks
 
@@ -46,6 +47,8 @@ flags.DEFINE_enum(
 flags.DEFINE_string("output_dir", None, "Where the PNGs go.", required=True)
 flags.DEFINE_enum("masks", "given", ["given", "auto"], "given: read {phase}A_seg/; auto: predict them with a masker.")
 flags.DEFINE_string("masker_workdir", None, "With --masks auto: a workdir of experiments/train_masker.py.")
+flags.DEFINE_string("masker_scale", "auto", "With --masks auto: how many times larger the photos' objects are than "
+                    "the masker's training objects; auto: read off each photo (README: masks).")  # fmt: skip
 flags.DEFINE_string("image_dir", None, "With --masks auto: a folder of photos to use instead of DATAROOT/{phase}A.")
 FLAGS = flags.FLAGS
 
@@ -80,6 +83,7 @@ def main(argv):
         raise app.UsageError("--dataroot is needed (or --masks auto with --image_dir)")
     if auto != bool(FLAGS.masker_workdir):
         raise app.UsageError("--masks auto needs --masker_workdir, and --masker_workdir needs --masks auto")
+    masker_lib.parse_scale(FLAGS.masker_scale)
     checks.check_chunking(FLAGS.ins_max, FLAGS.ins_per, ("--ins_max", "--ins_per"))
     domain, target = domains.source(FLAGS.direction), domains.target(FLAGS.direction)
     if auto:
@@ -97,7 +101,7 @@ def main(argv):
     if auto:  # imported here: the masker's module brings tensorflow, seconds of start-up a translation needs not
         from instagan_jax.masker_train import MaskPredictor
 
-        masker = MaskPredictor.from_workdir(FLAGS.masker_workdir)
+        masker = MaskPredictor.from_workdir(FLAGS.masker_workdir, scale=FLAGS.masker_scale)
     translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max,
                                          memory_limit_gb=FLAGS.memory_limit_gb,
                                          compute_dtype=FLAGS.compute_dtype)  # fmt: skip

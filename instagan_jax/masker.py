@@ -24,6 +24,8 @@ from scipy import ndimage
 
 from instagan_jax import checks, layers
 
+MAX_OBJECT_SIZE = 4096.0  # pixels
+SCALE_TOLERANCE = 1.25  # scale "auto": objects within this factor of the training size are masked as they are
 CENTRE_WEIGHT = 100.0  # the heat-map's squared error is small per pixel: Panoptic-DeepLab weighs it up
 OFFSET_WEIGHT = 0.1  # offsets are in pixels
 
@@ -39,6 +41,7 @@ class MaskerSpec:
     centre_threshold: float = 0.2  # heat-map peaks below this are not instances
     peak_window: int = 5  # a peak is the maximum of its peak_window x peak_window neighbourhood
     compute_dtype: str = "float32"  # layers.COMPUTE_DTYPES: how it runs (parameters stay float32)
+    object_size: float = 0.0  # object_size() of its training masks (pixels); 0: unknown (scale "auto" is then 1)
 
     LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
         "width": (1, 256), "n_blocks": (1, 32), "ins_max": (1, 256), "peak_window": (1, 31),
@@ -52,6 +55,8 @@ class MaskerSpec:
             raise ValueError(f"masker compute_dtype must be one of {layers.COMPUTE_DTYPES}, got {self.compute_dtype!r}")
         if not (0 < self.sigma <= 64 and 0 <= self.centre_threshold < 1):
             raise ValueError(f"masker sigma {self.sigma!r} or centre_threshold {self.centre_threshold!r} out of range")
+        if not (isinstance(self.object_size, (int, float)) and 0 <= self.object_size <= MAX_OBJECT_SIZE):
+            raise ValueError(f"masker object_size must be in [0, {MAX_OBJECT_SIZE}], got {self.object_size!r}")
 
     def network(self) -> Masker:
         return Masker(self.width, self.n_blocks, layers.module_dtype(self.compute_dtype))
@@ -137,18 +142,75 @@ def group(outputs: dict, spec: MaskerSpec) -> jax.Array:
     inside = (
         (outputs["foreground"] > 0)[..., None] & (nearest[..., None] == jnp.arange(spec.ins_max)) & found[:, None, None]
     )
+    return largest_first(inside)
+
+
+def largest_first(inside: jax.Array) -> jax.Array:
+    """(B, H, W, K) boolean masks -> the same in [-1, 1], sorted by decreasing area (empty ones last)."""
     area = inside.sum(axis=(1, 2))  # (B, K)
     order = jnp.argsort(-area, axis=-1, stable=True)
     inside = jnp.take_along_axis(inside, order[:, None, None], axis=-1)
     return jnp.where(inside, 1.0, -1.0)
 
 
+def upsampled(masks: jax.Array, foreground: jax.Array) -> jax.Array:
+    """Masks grouped on a smaller copy of a photo, brought back to the photo's (B, H, W) foreground.
+
+    The instances come from the smaller copy, where the objects have the size the masker
+    learnt; their outlines from the foreground found at full size."""
+    b, h, w = foreground.shape
+    grown = jax.image.resize(masks, (b, h, w, masks.shape[-1]), "linear") > 0
+    return largest_first(grown & foreground[..., None])
+
+
+def _regions(foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, areas) of a (H, W) foreground's connected regions; label k's area is areas[k - 1]."""
+    labels, count = ndimage.label(np.asarray(foreground, bool))
+    return labels, np.bincount(labels.ravel(), minlength=count + 1)[1:]
+
+
 def connected_components(foreground: np.ndarray, ins_max: int) -> np.ndarray:
     """The baseline: (B, H, W) foreground -> (B, H, W, ins_max) masks, one per connected region."""
     out = -np.ones((*foreground.shape, ins_max), np.float32)
     for i, fg in enumerate(np.asarray(foreground, bool)):
-        labels, count = ndimage.label(fg)
-        areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        labels, areas = _regions(fg)
         for slot, region in enumerate(np.argsort(-areas, kind="stable")[:ins_max]):
             out[i, ..., slot] = np.where(labels == region + 1, 1.0, -1.0)
     return out
+
+
+def object_size(foreground: np.ndarray) -> float:
+    """How large the objects of (B, H, W) foreground maps are: the side (square root of the area,
+    in pixels) of the connected region that the median foreground pixel lies in; 0 if none.
+
+    Regions, not instances, so that it can be read off a photo before its instances are known;
+    weighted by area, so that specks of noise do not count."""
+    areas = np.concatenate([_regions(fg)[1] for fg in np.asarray(foreground, bool)] + [np.zeros(0, np.int64)])
+    if not areas.sum():
+        return 0.0
+    areas = np.sort(areas)
+    median = np.searchsorted(np.cumsum(areas), areas.sum() / 2)
+    return float(np.sqrt(areas[median]))
+
+
+def parse_scale(value) -> float | str:
+    """A MaskPredictor scale from a flag or argument: "auto" or a positive number."""
+    if value == "auto":
+        return value
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise checks.InputError(f"masker scale must be 'auto' or a number, got {value!r}") from None
+    if not 1 / 16 <= scale <= 64:
+        raise checks.InputError(f"masker scale must be 'auto' or a number in [1/16, 64], got {value!r}")
+    return scale
+
+
+def auto_scale(foreground: np.ndarray, spec: MaskerSpec) -> float:
+    """How many times larger than its training objects a photo's (H, W) foreground says its objects
+    are: 1 when within SCALE_TOLERANCE either way, or when the spec or the photo cannot tell."""
+    size = object_size(foreground[None])
+    if not (spec.object_size and size):
+        return 1.0
+    ratio = size / spec.object_size
+    return ratio if max(ratio, 1 / ratio) >= SCALE_TOLERANCE else 1.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import os
 
 import jax
@@ -29,6 +30,7 @@ from instagan_jax.datasets import training_data
 from instagan_jax.xla_options import compiler_options, jit_at_first_call
 
 ITEMS = ("masker", "trainer", "masker_spec", "config")
+OBJECT_SIZE_BATCHES = 8  # training batches whose masks measure the spec's object_size
 
 
 def masker_spec(config) -> masker_lib.MaskerSpec:
@@ -71,20 +73,43 @@ def _predict(spec: masker_lib.MaskerSpec, params: dict, images: jax.Array) -> tu
     return masker_lib.group(outputs, spec), outputs["foreground"] > 0
 
 
+def _predict_smaller(spec: masker_lib.MaskerSpec, size: tuple[int, int], params, images, foreground) -> jax.Array:
+    """Masks grouped on the images resized to ``size``, within their full-size foreground."""
+    smaller = jax.image.resize(images, (images.shape[0], *size, images.shape[-1]), "linear")
+    return masker_lib.upsampled(_predict(spec, params, smaller)[0], foreground)
+
+
 _compiled_prediction = jit_at_first_call(_predict, static_argnums=0)
+_compiled_smaller_prediction = jit_at_first_call(_predict_smaller, static_argnums=(0, 1))
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(H, W) divided by ``scale``, each the nearest multiple of checks.SIZE_MULTIPLE (at least twice it)."""
+    step = checks.SIZE_MULTIPLE
+    return tuple(max(2 * step, step * round(side / scale / step)) for side in (height, width))
 
 
 @dataclasses.dataclass(frozen=True)
 class MaskPredictor:
     """A trained masker as a function: (B, H, W, 3) images in [-1, 1] -> (B, H, W, ins_max) masks,
-    largest first, as InstaGAN reads them (``Translator(..., masker=MaskPredictor.from_workdir(DIR))``)."""
+    largest first, as InstaGAN reads them (``Translator(..., masker=MaskPredictor.from_workdir(DIR))``).
+
+    ``scale``: how many times larger a photo's objects are than those the masker learnt from;
+    the masker then groups instances on the photo resized by 1/scale, and keeps the outlines
+    of its full-size foreground. "auto" (default) reads it off each photo's foreground
+    (masker.auto_scale); 1 masks every photo as it is.
+    """
 
     spec: masker_lib.MaskerSpec
     params: dict
+    scale: float | str = "auto"
+
+    def __post_init__(self):
+        object.__setattr__(self, "scale", masker_lib.parse_scale(self.scale))
 
     @classmethod
-    def from_workdir(cls, workdir: str, step: int | None = None) -> MaskPredictor:
-        return cls(*load_masker(workdir, step))
+    def from_workdir(cls, workdir: str, step: int | None = None, scale: float | str = "auto") -> MaskPredictor:
+        return cls(*load_masker(workdir, step), scale=scale)
 
     def __call__(self, images) -> np.ndarray:
         return self.predict(images)[0]
@@ -94,7 +119,15 @@ class MaskPredictor:
         images = jnp.asarray(images, jnp.float32)
         checks.check_image_size(*images.shape[1:3])
         masks, foreground = _compiled_prediction(self.spec, self.params, images)
-        return np.asarray(masks), np.asarray(foreground)
+        masks, foreground = np.array(masks), np.asarray(foreground)
+        for i in range(len(images)) if self.scale != 1 else ():
+            scale = masker_lib.auto_scale(foreground[i], self.spec) if self.scale == "auto" else self.scale
+            if scale != 1:
+                size = scaled_size(*images.shape[1:3], scale)
+                masks[i] = _compiled_smaller_prediction(
+                    self.spec, size, self.params, images[i : i + 1], foreground[i : i + 1]
+                )[0]
+        return masks, foreground
 
 
 def make_step(spec: masker_lib.MaskerSpec, optimizer: optax.GradientTransformation):
@@ -135,8 +168,18 @@ def train_masker(config: ml_collections.ConfigDict, workdir: str) -> dict:
         return _train_masker(config, workdir, spec)
 
 
+def training_object_size(train_iterator, batches: int = OBJECT_SIZE_BATCHES) -> float:
+    """masker.object_size of the first training batches' true masks (both domains): what scale
+    "auto" compares a photo's objects with. The same batches however far a run has got."""
+    examples = itertools.islice(train_iterator(0), batches)
+    foreground = np.concatenate([(_both_domains(batch)[1] > 0).any(axis=-1) for batch in examples])
+    return masker_lib.object_size(foreground)
+
+
 def _train_masker(config: ml_collections.ConfigDict, workdir: str, spec: masker_lib.MaskerSpec) -> dict:
     writer = metric_writers.create_default_writer(workdir, asynchronous=True)
+    train_iterator, held_out = training_data.build_data(config, workdir)
+    spec = dataclasses.replace(spec, object_size=training_object_size(train_iterator))
     h, w = config.fine_size
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.num_train_steps)
     optimizer = optax.adam(schedule)
@@ -146,6 +189,8 @@ def _train_masker(config: ml_collections.ConfigDict, workdir: str, spec: masker_
     if mngr.latest_step() is not None:
         start = mngr.latest_step()
         saved = mngr.restore(start, args=ocp.args.Composite(masker_spec=ocp.args.JsonRestore()))["masker_spec"]
+        if isinstance(saved, dict) and "object_size" not in saved:  # saved before specs recorded it
+            saved = {**saved, "object_size": spec.object_size}
         if masker_lib.MaskerSpec.from_dict(saved) != spec:
             raise training_config.IncompatibleResume(
                 f"{checkpoint.step_dir(workdir, start)} holds a masker {saved}; the config asks for {spec}"
@@ -154,7 +199,6 @@ def _train_masker(config: ml_collections.ConfigDict, workdir: str, spec: masker_
         restored = mngr.restore(start, args=args)
         params, opt_state = restored["masker"], restored["trainer"]
         logging.info("resumed the masker from %s", checkpoint.step_dir(workdir, start))
-    train_iterator, held_out = training_data.build_data(config, workdir)
     batches = train_iterator(start * config.batch_size)
     step_fn = make_step(spec, optimizer)
 

@@ -43,6 +43,10 @@ def dataroot(tmp_path_factory):
         (["--ins_max=0"], "flag --ins_max=0: 0 is not an integer in the range [1, 256]"),
         (["--direction=BtoA", "--load_size=40000,40000"], "translating 40000x40000 pixels needs at least"),
         (["--direction=AtoB"], "share the name 'x'"),
+        (
+            ["--masks=auto", "--masker_workdir=/no/such/run", "--masker_scale=big"],
+            "error: masker scale must be 'auto' or a number, got 'big'",
+        ),
     ],
 )
 def test_translate_refuses_careless_input_in_one_line(converted_workdir, dataroot, tmp_path, args, message):

@@ -1,6 +1,8 @@
 """The instance masker: targets and grouping, its invariants, instance scores, a tiny training
 run that resumes, and photos without masks translated end to end (translate.py --masks auto)."""
 
+import dataclasses
+import json
 import shutil
 import subprocess
 import sys
@@ -58,6 +60,54 @@ def test_targets_point_every_instance_pixel_at_its_centre():
     assert float(target["centre"].max()) == pytest.approx(peak, rel=1e-5)
 
 
+def test_object_size_is_the_region_of_the_median_foreground_pixel_and_sets_the_scale():
+    fg = np.zeros((1, 64, 64), bool)
+    fg[0, 4:28, 4:28] = True  # 24 x 24
+    fg[0, 40:44, 40:44] = True  # specks do not count
+    fg[0, 50:52, 2:4] = True
+    assert masker.object_size(fg) == 24.0
+    assert masker.object_size(np.zeros((2, 8, 8), bool)) == 0.0
+    spec = lambda size: masker.MaskerSpec(object_size=size)
+    assert masker.auto_scale(fg[0], spec(6.0)) == 4.0  # objects 4x those it learnt: masked at a quarter
+    assert masker.auto_scale(fg[0], spec(48.0)) == 0.5
+    assert masker.auto_scale(fg[0], spec(21.0)) == 1.0  # within SCALE_TOLERANCE: as it is
+    assert masker.auto_scale(fg[0], spec(0.0)) == 1.0  # a masker that did not record its objects' size
+    assert masker.auto_scale(np.zeros((64, 64), bool), spec(6.0)) == 1.0  # nothing to measure
+
+
+def test_masks_grouped_on_a_smaller_copy_come_back_with_the_full_size_outlines():
+    small = touching_squares()
+    full = np.repeat(np.repeat(small, 2, axis=1), 2, axis=2)  # the same instances at twice the size
+    foreground = (full > 0).any(-1)
+    foreground[0, 60:64, 0:4] = True  # foreground that no instance of the small copy covers stays out
+    masks = np.asarray(masker.upsampled(jnp.asarray(small), jnp.asarray(foreground)))
+    chex.assert_shape(masks, (1, 64, 64, 4))
+    assert ((masks > 0) <= foreground[..., None]).all()
+    assert not (masks[0, 60:64, 0:4] > 0).any()
+    scores = evaluation.instance_scores(full, masks)
+    assert scores["count_accuracy"] == 1.0 and scores["matched_iou"] > 0.97
+    assert (np.diff((masks > 0).sum(axis=(1, 2)), axis=-1) <= 0).all()  # largest first
+
+
+@pytest.mark.parametrize("value", ["big", "0", "-1", "nan", "inf", 100, None])
+def test_a_masker_scale_is_auto_or_a_sensible_number(value):
+    with pytest.raises(ValueError, match=r"masker scale must be 'auto' or a number"):
+        masker.parse_scale(value)
+    assert masker.parse_scale("auto") == "auto" and masker.parse_scale("2") == 2.0 and masker.parse_scale(0.5) == 0.5
+
+
+def test_a_masker_at_scale_2_masks_the_half_size_photo(masker_workdir):
+    spec, params = masker_train.load_masker(str(masker_workdir / "run"))
+    photo = jax.random.uniform(jax.random.PRNGKey(0), (1, 16, 16, 3), minval=-1, maxval=1)
+    photo = jax.image.resize(photo, (1, 64, 64, 3), "linear")  # smooth, so that halving it loses little
+    masks, foreground = masker_train.MaskPredictor(spec, params, scale=2).predict(photo)
+    half = masker_train.MaskPredictor(spec, params, scale=1)(jax.image.resize(photo, (1, 32, 32, 3), "linear"))
+    expected = np.asarray(masker.upsampled(jnp.asarray(half), jnp.asarray(foreground)))
+    chex.assert_shape(masks, (1, 64, 64, 4))
+    assert np.mean(masks != expected) < 0.01
+    assert np.array_equal(foreground, masker_train.MaskPredictor(spec, params, scale=1).predict(photo)[1])
+
+
 def test_a_masker_spec_refuses_values_a_hostile_workdir_could_hold():
     with pytest.raises(ValueError, match=r"masker width must be an integer in \[1, 256\], got 1000000000"):
         masker.MaskerSpec(width=10**9)
@@ -69,17 +119,24 @@ def test_a_masker_spec_refuses_values_a_hostile_workdir_could_hold():
         masker.MaskerSpec(peak_window=4)
     with pytest.raises(ValueError, match="not a masker spec"):
         masker.MaskerSpec.from_dict({"width": 4, "evil": 1})
+    with pytest.raises(ValueError, match=r"masker object_size must be in \[0, 4096.0\], got nan"):
+        masker.MaskerSpec(object_size=float("nan"))
 
 
 def test_training_resumes_and_the_workdir_predicts_masks_as_instagan_reads_them(masker_workdir, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(masker_workdir / "run", workdir)
     before = masker_train.load_masker(str(workdir))[1]
+    stored_spec = workdir / "checkpoints" / "2" / "masker_spec" / "metadata"
+    recorded = json.loads(stored_spec.read_text())
+    assert 2 < recorded.pop("object_size") < 16  # the training objects' size, in pixels
+    stored_spec.write_text(json.dumps(recorded))  # as specs were saved before they recorded it: still resumes
     after = masker_train.train_masker(masker_config(masker_workdir, num_train_steps=4), str(workdir))
     assert checkpoint.complete_steps(workdir) == [2, 4]
     assert not np.allclose(jax.tree.leaves(before)[0], jax.tree.leaves(after)[0])  # resumed and trained on
     predictor = masker_train.MaskPredictor.from_workdir(str(workdir))
-    assert predictor.spec == masker.MaskerSpec(width=4, n_blocks=1, ins_max=4)
+    assert dataclasses.replace(predictor.spec, object_size=0) == masker.MaskerSpec(width=4, n_blocks=1, ins_max=4)
+    assert predictor.spec.object_size > 2 and predictor.scale == "auto"
     masks = predictor(np.zeros((3, 32, 32, 3), np.float32))
     chex.assert_shape(masks, (3, 32, 32, 4))
     area = (masks > 0).sum(axis=(1, 2))

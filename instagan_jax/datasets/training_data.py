@@ -98,17 +98,29 @@ def perfect_translations(config, limit: int) -> dict:
         raise ValueError(
             f"perfect translations exist for the shapes set's squares and chosen tasks, not {config.dataset} / {task}"
         )
+    return {**rendered_held_out(config, limit), **rendered_held_out(config, limit, translated=True)}
+
+
+def rendered_held_out(config, limit: int, scale: int = 1, translated: bool = False) -> dict:
+    """{image_X, masks_X} (prefixed "translated_" if ``translated``): the first ``limit`` held-out
+    shapes of each domain, rendered as the test split renders them and read as held_out_examples
+    reads them; at ``scale`` > 1 rendered and read at ``scale`` times the size, so that every
+    object is that many times larger than in training."""
+    if config.dataset != "shapes":
+        raise ValueError(f"only the shapes set can be rendered, not {config.dataset}")
+    task = training_config.shapes_task(config)
     seed = builders.ShapesConfig.seed + builders.SHAPES_TEST_SEED_OFFSET  # as prepare_dataset's builder renders it
-    size, fine = (config.shapes_size, config.shapes_size), tuple(config.fine_size)
+    size = (scale * config.shapes_size,) * 2
+    fine = tuple(scale * side for side in config.fine_size)
     binary = training_config.binary_masks(config)
+    prefix = "translated_" if translated else ""
     out = {}
     for x in "AB":
-        for translated, prefix in ((False, ""), (True, "translated_")):
-            read = [_as_read(*shapes.render(x, seed, i, size, config.shapes_max_instances, task=task,
-                                            translated=translated), fine, config.ins_max, binary)
-                    for i in range(limit)]  # fmt: skip
-            out[f"{prefix}image_{x}"] = np.stack([image for image, _ in read])
-            out[f"{prefix}masks_{x}"] = np.stack([masks for _, masks in read])
+        drawn = (shapes.render(x, seed, i, size, config.shapes_max_instances, task=task, translated=translated)
+                 for i in range(limit))  # fmt: skip
+        read = [_as_read(image, masks, fine, config.ins_max, binary) for image, masks in drawn]
+        out[f"{prefix}image_{x}"] = np.stack([image for image, _ in read])
+        out[f"{prefix}masks_{x}"] = np.stack([masks for _, masks in read])
     return out
 
 
