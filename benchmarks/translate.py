@@ -11,7 +11,8 @@ experiments/convert_torch.py, so both sides run the same weights; without: ours)
 
 - ``ours_cold``: translate.py from the command's start to its last file, compilation cache empty;
 - ``ours_cached``: the same command again, the cache holding its program;
-- ``ours_warm``: photos per second once compiled (Translator, one photo at a time, in this process);
+- ``ours_warm``: photos per second once compiled (Translator, one photo at a time, in this process,
+  over the first 10 photos);
 - ``theirs_test``: their model's ``test()`` as their test.py runs it (both directions and the
   reconstructions, twelve images per photo), from start to last file;
 - ``theirs_one_direction``: their networks on what translate.py computes (G_A over the chunks),
@@ -40,6 +41,7 @@ from instagan_jax.json_files import write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+WARM_PHOTOS = 10  # ours_warm's throughput is over at most this many photos of the folder
 
 
 def run_command(command: list[str], env: dict | None = None) -> dict:
@@ -105,12 +107,13 @@ def make_workdir(args, scratch: str) -> str:
 
 
 def ours_warm(workdir: str, dataroot: str, phase: str, size: int, ins_per: int, ins_max: int) -> dict:
-    """Photos per second of Translator once compiled, one photo at a time (the first photo compiles)."""
+    """Photos per second of Translator once compiled, one photo at a time (the first photo compiles),
+    over the folder's first WARM_PHOTOS photos."""
     translator = Translator.from_workdir(workdir, ins_per=ins_per, ins_max=ins_max)
     image_dir, mask_dir = image_io.domain_dirs(dataroot, phase, "A")
     index = image_io.index_masks(mask_dir)
     examples = []
-    for path in image_io.list_images(image_dir):
+    for path in image_io.list_images(image_dir)[:WARM_PHOTOS]:
         image, masks = image_io.read_example(path, index.get(image_io.image_stem(path), []), (size, size), keep=ins_max)
         examples.append((image[None], prepare_masks(masks, ins_max)[None]))
     translator.translate_batch(*examples[0])
