@@ -19,8 +19,8 @@ from instagan_jax.models import ModelSpec
 from instagan_jax.xla_options import jit_at_first_call
 
 
-def _translate(spec: ModelSpec, variables: dict, images: jax.Array, masks: jax.Array, ins_per: int):
-    """Batched translation: images (B, H, W, 3), masks (B, H, W, ins_max) sorted and padded."""
+def translate_function(spec: ModelSpec, variables: dict, images: jax.Array, masks: jax.Array, ins_per: int):
+    """Batched translation: images (B, H, W, 3), masks (B, H, W, ins_max) sorted and padded (traceable)."""
     generator = spec.generator()
 
     def generate(x):
@@ -31,7 +31,7 @@ def _translate(spec: ModelSpec, variables: dict, images: jax.Array, masks: jax.A
     return sequential.translate(generate, images, masks, ins_per)
 
 
-translate_arrays = jit_at_first_call(_translate, static_argnames=("spec", "ins_per"))
+translate_arrays = jit_at_first_call(translate_function, static_argnames=("spec", "ins_per"))
 
 
 def prepare_masks(masks: np.ndarray, ins_max: int) -> np.ndarray:

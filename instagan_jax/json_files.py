@@ -4,7 +4,7 @@ Annotation files, evaluation reports and a study's notes come from elsewhere or 
 that may have been killed. ``read_json`` ends in the content or a DataError naming the
 file (never a hang on a FIFO, never a crash on deep nesting); ``write_json`` writes a
 temporary file beside the target and renames it over the target, so a reader sees the old
-file or the new one, whole.
+file or the new one, whole (``write_whole`` does the same for any file).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Callable
+from typing import IO
 
 from instagan_jax.image_io import DataError
 
@@ -42,11 +44,18 @@ def _refuse_constant(name: str):
 
 def write_json(path: str, content, indent: int | None = None) -> None:
     """Writes ``content`` to ``path`` whole or not at all (a temporary file renamed over it)."""
+    write_whole(path, lambda f: json.dump(content, f, indent=indent))
+
+
+def write_whole(path: str, write: Callable[[IO], None], binary: bool = False) -> None:
+    """Calls ``write`` on a temporary file beside ``path``, then renames it over ``path``: a crash
+    leaves the old file or the new one, never half of one."""
     folder = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=folder, prefix=f".{os.path.basename(path)}.", delete=False) as f:
+    mode = "wb" if binary else "w"
+    with tempfile.NamedTemporaryFile(mode, dir=folder, prefix=f".{os.path.basename(path)}.", delete=False) as f:
         try:
             os.chmod(f.name, _mode_of_a_plain_write(path))  # a temporary file is private (0600)
-            json.dump(content, f, indent=indent)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         except BaseException:

@@ -142,10 +142,10 @@ def group(outputs: dict, spec: MaskerSpec) -> jax.Array:
     inside = (
         (outputs["foreground"] > 0)[..., None] & (nearest[..., None] == jnp.arange(spec.ins_max)) & found[:, None, None]
     )
-    return largest_first(inside)
+    return _by_decreasing_area(inside)
 
 
-def largest_first(inside: jax.Array) -> jax.Array:
+def _by_decreasing_area(inside: jax.Array) -> jax.Array:
     """(B, H, W, K) boolean masks -> the same in [-1, 1], sorted by decreasing area (empty ones last)."""
     area = inside.sum(axis=(1, 2))  # (B, K)
     order = jnp.argsort(-area, axis=-1, stable=True)
@@ -160,7 +160,7 @@ def upsampled(masks: jax.Array, foreground: jax.Array) -> jax.Array:
     learnt; their outlines from the foreground found at full size."""
     b, h, w = foreground.shape
     grown = jax.image.resize(masks, (b, h, w, masks.shape[-1]), "linear") > 0
-    return largest_first(grown & foreground[..., None])
+    return _by_decreasing_area(grown & foreground[..., None])
 
 
 def _regions(foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

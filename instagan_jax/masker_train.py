@@ -68,19 +68,19 @@ def load_masker(workdir: str, step: int | None = None) -> tuple[masker_lib.Maske
     return spec, params
 
 
-def _predict(spec: masker_lib.MaskerSpec, params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+def predict_masks(spec: masker_lib.MaskerSpec, params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     outputs = spec.network().apply({"params": params}, images)
     return masker_lib.group(outputs, spec), outputs["foreground"] > 0
 
 
-def _predict_smaller(spec: masker_lib.MaskerSpec, size: tuple[int, int], params, images, foreground) -> jax.Array:
+def predict_smaller(spec: masker_lib.MaskerSpec, size: tuple[int, int], params, images, foreground) -> jax.Array:
     """Masks grouped on the images resized to ``size``, within their full-size foreground."""
     smaller = jax.image.resize(images, (images.shape[0], *size, images.shape[-1]), "linear")
-    return masker_lib.upsampled(_predict(spec, params, smaller)[0], foreground)
+    return masker_lib.upsampled(predict_masks(spec, params, smaller)[0], foreground)
 
 
-_compiled_prediction = jit_at_first_call(_predict, static_argnums=0)
-_compiled_smaller_prediction = jit_at_first_call(_predict_smaller, static_argnums=(0, 1))
+_compiled_prediction = jit_at_first_call(predict_masks, static_argnums=0)
+_compiled_smaller_prediction = jit_at_first_call(predict_smaller, static_argnums=(0, 1))
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:

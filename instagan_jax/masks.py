@@ -39,6 +39,14 @@ def order_and_pad(masks: np.ndarray, ins_max: int) -> np.ndarray:
     return masks[..., order]
 
 
+def largest_first(masks: jax.Array, ins_max: int) -> jax.Array:
+    """order_and_pad for a batch inside a traced program: (B, H, W, N) -> (B, H, W, ins_max), N <= ins_max."""
+    b, h, w, n = masks.shape
+    masks = jnp.concatenate([masks, -jnp.ones((b, h, w, ins_max - n), masks.dtype)], axis=-1)
+    order = jnp.argsort(-masks.mean(axis=(1, 2)), axis=-1, stable=True)
+    return jnp.take_along_axis(masks, order[:, None, None], axis=-1)
+
+
 def split_chunks(masks: jax.Array, ins_per: int) -> jax.Array:
     """(B, H, W, ins_max) -> (ins_max / ins_per, B, H, W, ins_per), the scan's leading axis."""
     b, h, w, n = masks.shape

@@ -1,0 +1,100 @@
+"""Exported programs (jax.export): the same numbers as Translator and MaskPredictor, read back
+from their files with metadata, and damaged or foreign files named."""
+
+import zipfile
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from instagan_jax import checkpoint, export, models
+from instagan_jax.inference import Translator, prepare_masks
+from instagan_jax.masker_train import MaskPredictor, load_masker
+
+SIZE = 16
+
+
+def photos_and_masks(ins_max: int):
+    """Three photos: every slot holding an instance (in no order), none at all, one instance."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (3, SIZE, SIZE, 3)).astype(np.float32)
+    masks = -np.ones((3, SIZE, SIZE, ins_max), np.float32)
+    y, x = np.mgrid[:SIZE, :SIZE]
+    for k in range(ins_max):
+        masks[0, ..., k] = np.where((y - 2 * k - 3) ** 2 + (x - 8) ** 2 <= (k + 2) ** 2, 1.0, -1.0)
+    masks[2, 4:9, 4:12, ins_max - 1] = 1.0
+    return images, masks
+
+
+@pytest.fixture(scope="module")
+def default_architecture_workdir(tmp_path_factory) -> str:
+    """The default config's generator (resize-convolution upsampling, a narrow mask encoder), fresh weights."""
+    spec = models.ModelSpec(ngf=4, ndf=4, n_blocks=1, ngf_mask=2, upsample="resize_conv")
+    workdir = str(tmp_path_factory.mktemp("default_architecture"))
+    checkpoint.save_networks(workdir, spec, models.init_networks(spec, jax.random.PRNGKey(1), 32, 32, 2), step=7)
+    return workdir
+
+
+@pytest.mark.parametrize("which", ["converted", "default_architecture"])
+@pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
+def test_an_exported_translator_computes_what_the_translator_does(
+    which, direction, converted_workdir, default_architecture_workdir, tmp_path
+):
+    workdir = converted_workdir if which == "converted" else default_architecture_workdir
+    translator = Translator.from_workdir(workdir, ins_per=2, ins_max=4)
+    path = str(tmp_path / "translator.zip")
+    metadata = export.translator_metadata(translator, direction, checkpoint.complete_steps(workdir)[-1])
+    export.save_program(path, export.export_translator(translator, direction, SIZE, SIZE), metadata)
+    program, stored = export.load_program(path)
+    assert stored["direction"] == direction and stored["ins_max"] == 4 and stored["model_spec"]["ngf"] == 4
+    assert stored["step"] == (0 if which == "converted" else 7) and stored["package_version"]
+    assert stored["input_shapes"][0] == f"(batch, {SIZE}, {SIZE}, 3)"
+
+    images, masks = photos_and_masks(4)
+    out_images, out_masks = program.call(images, masks)
+    prepared = np.stack([prepare_masks(m, 4) for m in masks])
+    expected_images, expected_masks = translator.translate_batch(images, prepared, direction)
+    chex.assert_shape([out_images, out_masks], [(3, SIZE, SIZE, 3), (3, SIZE, SIZE, 4)])
+    np.testing.assert_allclose(out_images, expected_images, atol=2e-6)
+    np.testing.assert_allclose(out_masks, expected_masks, atol=2e-6)
+    one_image, one_masks = program.call(images[1:2], masks[1:2])  # any batch size; an empty set alone
+    np.testing.assert_allclose(one_image, translator.translate_batch(images[1:2], prepared[1:2], direction)[0],
+                               atol=2e-6)  # fmt: skip
+
+
+def test_an_exported_masker_predicts_what_the_predictor_does(masker_workdir, tmp_path):
+    spec, params = load_masker(str(masker_workdir / "run"))
+    images = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    for scale in (1, 2):
+        predictor = MaskPredictor(spec, params, scale=scale)
+        path = str(tmp_path / f"masker{scale}.zip")
+        export.save_program(
+            path, export.export_masker(predictor, 32, 32, batch=2), export.masker_metadata(predictor, 2)
+        )
+        program, stored = export.load_program(path)
+        assert stored["computes"] == "masker" and stored["scale"] == scale
+        np.testing.assert_array_equal(program.call(images), predictor(images))
+    with pytest.raises(ValueError, match="fixed scale"):
+        export.export_masker(MaskPredictor(spec, params), 32, 32)
+
+
+def test_a_program_file_that_is_damaged_or_foreign_is_named(converted_workdir, tmp_path):
+    not_a_zip = tmp_path / "photo.zip"
+    not_a_zip.write_bytes(b"\x89PNG\r\n" + bytes(100))
+    with pytest.raises(export.ProgramError, match=r"photo.zip: cannot read it as a program file"):
+        export.load_program(str(not_a_zip))
+    foreign = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(foreign, "w") as archive:
+        archive.writestr("evil.py", "import os")
+    with pytest.raises(export.ProgramError, match=r"foreign.zip: not a program file .*evil.py"):
+        export.load_program(str(foreign))
+    damaged = tmp_path / "damaged.zip"
+    with zipfile.ZipFile(damaged, "w") as archive:
+        archive.writestr(export.METADATA, '{"format": "jax.export"}')
+        archive.writestr(export.PROGRAM, bytes(range(256)) * 4)
+    with pytest.raises(export.ProgramError, match=r"damaged.zip: its program cannot be deserialized"):
+        export.load_program(str(damaged))
+    translator = Translator.from_workdir(converted_workdir, ins_per=2, ins_max=4)
+    with pytest.raises(ValueError, match="multiples of 4"):
+        export.export_translator(translator, "AtoB", 18, 16)
