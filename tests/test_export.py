@@ -1,12 +1,15 @@
 """Exported programs (jax.export): the same numbers as Translator and MaskPredictor, read back
 from their files with metadata, and damaged or foreign files named."""
 
+import subprocess
+import sys
 import zipfile
 
 import chex
 import jax
 import numpy as np
 import pytest
+from helpers import REPO
 
 from instagan_jax import checkpoint, export, models
 from instagan_jax.inference import Translator, prepare_masks
@@ -98,3 +101,26 @@ def test_a_program_file_that_is_damaged_or_foreign_is_named(converted_workdir, t
     translator = Translator.from_workdir(converted_workdir, ins_per=2, ins_max=4)
     with pytest.raises(ValueError, match="multiples of 4"):
         export.export_translator(translator, "AtoB", 18, 16)
+
+
+def test_the_command_exports_a_program_that_runs_with_jax_alone(converted_workdir, tmp_path):
+    path = tmp_path / "translator.zip"
+    done = subprocess.run([sys.executable, str(REPO / "experiments" / "export.py"), f"--workdir={converted_workdir}",
+                           "--direction=BtoA", f"--height={SIZE}", f"--width={SIZE}", "--ins_max=4", "--batch=3",
+                           f"--output={path}"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    images, masks = photos_and_masks(4)
+    np.save(tmp_path / "images.npy", images), np.save(tmp_path / "masks.npy", masks)
+    standalone = (
+        "import sys, zipfile; sys.modules['instagan_jax'] = None  # importing the package would fail\n"
+        "import jax, numpy as np\n"
+        f"program = jax.export.deserialize(bytearray(zipfile.ZipFile({str(path)!r}).read('program.bin')))\n"
+        "images, masks = program.call(np.load('images.npy'), np.load('masks.npy'))\n"
+        "np.save('out.npy', np.asarray(images))\n"
+    )  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", standalone], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    translator = Translator.from_workdir(converted_workdir, ins_per=2, ins_max=4)
+    prepared = np.stack([prepare_masks(m, 4) for m in masks])
+    expected = translator.translate_batch(images, prepared, "BtoA")[0]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=2e-6)

@@ -1,0 +1,66 @@
+r"""Exports a workdir's translator (and a masker) as programs that run without this package.
+
+    python experiments/export.py --workdir runs/shapes --direction AtoB --height 32 --width 32 \
+        --ins_max 4 --output translator_AtoB.zip
+    python experiments/export.py --masker_workdir runs/shapes_masker --height 32 --width 32 --output masker.zip
+
+Writes a jax.export program file (instagan_jax/export.py: the serialized StableHLO program
+with its weights, and metadata.json): float32 NHWC in [-1, 1], photos (and a translator's
+ins_max masks, in any order, empty slots -1) in, translated photos and masks out. --batch 0
+(default) leaves the batch dimension free. Run one with only JAX installed:
+
+    import zipfile, jax
+    program = jax.export.deserialize(bytearray(zipfile.ZipFile("translator_AtoB.zip").read("program.bin")))
+    images, masks = program.call(images, masks)
+"""
+
+from absl import app, flags
+
+from instagan_jax import checkpoint, checks, cli, domains, export
+from instagan_jax.inference import Translator
+
+flags.DEFINE_string("workdir", None, "Workdir of the translator to export (trained or converted).")
+flags.DEFINE_string("masker_workdir", None, "Workdir of a masker (experiments/train_masker.py) to export instead.")
+flags.DEFINE_integer("step", None, "Checkpoint step; the latest if unset.", lower_bound=0)
+flags.DEFINE_enum("direction", "AtoB", list(domains.DIRECTIONS), "The translator's direction.")
+flags.DEFINE_integer("height", None, "Photo height (a multiple of 4).", required=True, lower_bound=4)
+flags.DEFINE_integer("width", None, "Photo width (a multiple of 4).", required=True, lower_bound=4)
+flags.DEFINE_integer("ins_max", 4, "Instance masks the translator takes.", lower_bound=1,
+                     upper_bound=checks.MAX_INSTANCES)  # fmt: skip
+flags.DEFINE_integer("ins_per", 2, "Instances per sequential chunk.", lower_bound=1)
+flags.DEFINE_integer("batch", 0, "Photos per call; 0: any number.", lower_bound=0)
+flags.DEFINE_string("masker_scale", "1", "The masker's fixed scale (MaskPredictor's scale; auto cannot be exported).")
+flags.DEFINE_string("output", None, "The program file to write (.zip).", required=True)
+FLAGS = flags.FLAGS
+
+
+def step_read(workdir: str) -> int:
+    """The checkpoint step the networks came from: --step, else the newest."""
+    return FLAGS.step if FLAGS.step is not None else checkpoint.complete_steps(workdir)[-1]
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if bool(FLAGS.workdir) == bool(FLAGS.masker_workdir):
+        raise app.UsageError("give --workdir (a translator) or --masker_workdir (a masker), not both")
+    checks.check_image_size(FLAGS.height, FLAGS.width, what="--height and --width")
+    checks.writable_file(FLAGS.output, "--output")
+    batch = FLAGS.batch or None
+    if FLAGS.workdir:
+        translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max)
+        exported = export.export_translator(translator, FLAGS.direction, FLAGS.height, FLAGS.width, batch)
+        metadata = export.translator_metadata(translator, FLAGS.direction, step_read(FLAGS.workdir))
+    else:
+        from instagan_jax.masker_train import MaskPredictor
+
+        predictor = MaskPredictor.from_workdir(FLAGS.masker_workdir, FLAGS.step, scale=FLAGS.masker_scale)
+        exported = export.export_masker(predictor, FLAGS.height, FLAGS.width, batch)
+        metadata = export.masker_metadata(predictor, step_read(FLAGS.masker_workdir))
+    export.save_program(FLAGS.output, exported, metadata)
+    shapes = ", ".join(metadata["inputs"])
+    print(f"wrote {FLAGS.output}: {metadata['computes']} for {shapes}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
