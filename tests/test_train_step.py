@@ -65,6 +65,32 @@ def test_one_step_matches_the_reference(converted, golden_dir, monkeypatch, conv
             assert diff.max() <= (2 + 2 * np.sqrt(10) / 3) * cfg.learning_rate, (where, diff.max())
             if path[-1].key == "kernel" or (path[-3].key, path[-2].key) in UNNORMALISED:
                 assert np.median(diff) < 0.05 * cfg.learning_rate, (where, np.median(diff))
+        # Adam's moments of the same tensors. D_B is updated once (B's second chunk is empty), at
+        # identical weights: its moments match to float rounding. The others add the second
+        # chunk's gradients, taken at weights a few lr apart where gradients are noise: each
+        # tensor's moments match in shape (correlation) and, in most elements, to a tenth of its
+        # scale (measured: at most 6%), which a wrong sign, scale or layer would not.
+        opt = state.opt_g if name.startswith("G") else state.opt_d[name]
+        mu, nu = (opt.mu[name], opt.nu[name]) if name.startswith("G") else (opt.mu, opt.nu)
+        updates = 1 if name == "D_B" else 2
+        assert int(opt.count) == updates, (name, opt.count)
+        for moment, ours_moments in (("exp_avg", mu), ("exp_avg_sq", nu)):
+            theirs_moments = convert_state_dict(spec, name, golden_moments(golden, moment, name), name)["params"]
+            for (path, ours), theirs in zip(jax.tree_util.tree_leaves_with_path(ours_moments),
+                                            jax.tree.leaves(theirs_moments), strict=True):  # fmt: skip
+                if not (path[-1].key == "kernel" or (path[-3].key, path[-2].key) in UNNORMALISED):
+                    continue  # a normalised bias's gradient is rounding noise (see above)
+                where, ours, scale = (
+                    f"{moment} {name}{jax.tree_util.keystr(path)}",
+                    np.asarray(ours),
+                    np.abs(theirs).max(),
+                )
+                if updates == 1:
+                    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * scale, err_msg=where)
+                    continue
+                assert np.median(np.abs(ours - theirs)) <= 0.1 * scale, (where, np.median(np.abs(ours - theirs)), scale)
+                if ours.size > 1:
+                    assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] > 0.97, where
         # The power iteration's vector of each layer moves a little in a step (2e-4 to 0.04 here)
         # and follows the weights, which differ by a few lr where gradients are noise: ours must be
         # nearer to theirs than theirs is to where it started (one not updated is not). The mask
@@ -82,6 +108,15 @@ def test_one_step_matches_the_reference(converted, golden_dir, monkeypatch, conv
                 moved, off = np.abs(theirs - before).max(), np.abs(ours - theirs).max()
                 allowed = 2 * moved if path[0].key == "features_seg" else moved
                 assert off < allowed, (name, jax.tree_util.keystr(path), off, moved)
+
+
+def golden_moments(golden, moment: str, name: str) -> dict:
+    """The authors' state dict of network ``name`` with each parameter's Adam moment in its place
+    (buffers as after the step), for convert_state_dict."""
+    after, prefix = f"after/{name}/", f"{moment}/{name}/"
+    state = {k[len(after) :]: golden[k] for k in golden.files if k.startswith(after)}
+    state.update({k[len(prefix) :]: golden[k] for k in golden.files if k.startswith(prefix)})
+    return state
 
 
 # --- invariants on a tiny model, one compilation shared by the tests below -------------------

@@ -10,7 +10,8 @@ throwaway virtualenv that has torch, numpy and pillow, with a checkout of the re
 
 It writes small random-init networks as .pth (the authors' save format), the forward
 outputs of G and D (with D's power-iteration state) on fixed inputs, and the output of the
-authors' test loop (InstaGANModel.test) on a tiny folder dataset in their layout.
+authors' test loop (InstaGANModel.test) on a tiny folder dataset in their layout, and one
+training step (optimize_parameters): its chunk losses, the weights and Adam's moments after it.
 """
 
 import argparse
@@ -262,6 +263,10 @@ def reference_train_step(insta_gan_model, networks, out_dir, root, size_hw):
     for net_name, net in nets.items():
         for key, value in net.state_dict().items():
             record[f"after/{net_name}/{key}"] = value.detach().numpy()
+        optimizer = model.optimizer_G if net_name[0] == "G" else model.optimizer_D
+        for key, param in net.named_parameters():  # Adam's moments after the two chunk updates
+            for moment in ("exp_avg", "exp_avg_sq"):
+                record[f"{moment}/{net_name}/{key}"] = optimizer.state[param][moment].numpy()
     return record
 
 
