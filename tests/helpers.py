@@ -72,3 +72,15 @@ def diverging_from(step: int, monkeypatch) -> None:
         return poisoned, held_out
 
     monkeypatch.setattr(training_data, "build_data", diverging)
+
+
+# The layers whose output no instance norm follows: the generators' output convolutions, the
+# discriminators' first and last (their biases' gradients are real; the others' cancel).
+UNNORMALISED = {("decoder_img", "conv_out"), ("decoder_seg", "conv_out"), ("features_img", "conv_0"),
+                ("features_seg", "conv_0"), ("classifier", "conv_1")}  # fmt: skip
+
+
+def normalised_bias(path: list[str]) -> bool:
+    """Is the tensor at ``path`` (keys down to 'bias' or 'kernel') a bias that an instance norm
+    follows? Its gradient is rounding noise: its updates go either way, by up to lr each."""
+    return path[-1] == "bias" and tuple(path[-3:-1]) not in UNNORMALISED
