@@ -8,14 +8,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Compilation is most of the suite's time and the programs run only a few steps: compile with
 # less optimisation (a third faster for the tiny train step, 33 -> 21-24 s; the same numbers up
 # to float rounding). In XLA_FLAGS, so the command-line tools that tests start inherit it.
+# INSTAGAN_TEST_COMPILER=production (test_production_compiler.py) runs tests as users' programs
+# are compiled instead: full optimisation, default precision.
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}".strip()
+PRODUCTION = os.environ.get("INSTAGAN_TEST_COMPILER") == "production"
+if not PRODUCTION:
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}".strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-# Comparisons against PyTorch need full-precision matmuls and convolutions.
-jax.config.update("jax_default_matmul_precision", "highest")
+if not PRODUCTION:  # comparisons against PyTorch need full-precision matmuls and convolutions
+    jax.config.update("jax_default_matmul_precision", "highest")
 # Training runs of the same tiny shapes recompile the same step: share compilations through
 # a persistent cache (between the xdist workers too) instead of paying each time.
 CACHE_ROOT = pathlib.Path(__file__).parents[1] / ".pytest_cache"
@@ -26,6 +30,11 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
 os.environ.setdefault("INSTAGAN_JAX_COMPILATION_CACHE", str(CACHE_ROOT / "jax-cli"))
 
 GOLDEN_DIR = pathlib.Path(__file__).parent / "data" / "golden"
+
+
+def pytest_report_header(config):
+    flags, precision = os.environ.get("XLA_FLAGS", ""), jax.config.jax_default_matmul_precision
+    return f"compiler: {'production' if PRODUCTION else 'fast'} (XLA_FLAGS={flags!r}, matmul precision {precision})"
 
 
 @pytest.fixture(scope="session")
