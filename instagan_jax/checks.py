@@ -9,6 +9,7 @@ system refuses), or a job that cannot fit in memory ends in an ``InputError`` na
 from __future__ import annotations
 
 import os
+import stat
 
 # The generators downsample twice by 2 and upsample back to the input size.
 SIZE_MULTIPLE = 4
@@ -83,6 +84,18 @@ def writable_folder(path: str, what: str) -> str:
     if not os.access(path, os.W_OK | os.X_OK):
         raise InputError(f"{what} {path}: this folder cannot be written (permissions or a read-only file system)")
     return path
+
+
+def regular_file_size(path: str, error: type[Exception] = InputError) -> int:
+    """The size of ``path``, or ``error`` naming it if it cannot be read or is not a regular file
+    (a folder, or a FIFO or device, which would block or flood its reader)."""
+    try:
+        info = os.stat(path)
+    except OSError as e:
+        raise error(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{path}: not a regular file")
+    return info.st_size
 
 
 def writable_file(path: str, what: str) -> str:

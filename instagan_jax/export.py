@@ -33,7 +33,7 @@ PROGRAM, METADATA = "program.bin", "metadata.json"
 PROGRAM_LIMIT_BYTES = 4 << 30  # a program holds its weights: the paper's generators are about 100 MB
 
 
-class ProgramError(ValueError):
+class ProgramError(checks.InputError):
     """A program file that cannot be used; the message names the file."""
 
 
@@ -127,6 +127,7 @@ def save_program(path: str, exported: jax.export.Exported, metadata: dict) -> No
 
 def load_program(path: str) -> tuple[jax.export.Exported, dict]:
     """(the program, its metadata) of a save_program file; ProgramError naming the file if it is not one."""
+    checks.regular_file_size(path, ProgramError)  # a FIFO would block the zip reader
     try:
         with zipfile.ZipFile(path) as archive:
             sizes = {info.filename: info.file_size for info in archive.infolist()}

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from typing import IO
 
+from instagan_jax import checks
 from instagan_jax.image_io import DataError
 
 MAX_JSON_BYTES = 256 * 2**20  # annotation files for a folder of photos are far smaller
@@ -23,14 +24,9 @@ MAX_JSON_BYTES = 256 * 2**20  # annotation files for a folder of photos are far 
 
 def read_json(path: str):
     """A JSON file's content, or DataError naming it (not a regular file, too large, malformed)."""
-    try:
-        info = os.stat(path)
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise DataError(f"{path}: not a regular file")
-    if info.st_size > MAX_JSON_BYTES:
-        raise DataError(f"{path}: {info.st_size} bytes is over the limit of {MAX_JSON_BYTES} (MAX_JSON_BYTES)")
+    size = checks.regular_file_size(path, DataError)
+    if size > MAX_JSON_BYTES:
+        raise DataError(f"{path}: {size} bytes is over the limit of {MAX_JSON_BYTES} (MAX_JSON_BYTES)")
     try:
         with open(path, "rb") as f:
             return json.loads(f.read(MAX_JSON_BYTES + 1), parse_constant=_refuse_constant)

@@ -1,6 +1,7 @@
 """Exported programs (jax.export): the same numbers as Translator and MaskPredictor, read back
 from their files with metadata, and damaged or foreign files named."""
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -98,6 +99,9 @@ def test_a_program_file_that_is_damaged_or_foreign_is_named(converted_workdir, t
         archive.writestr(export.PROGRAM, bytes(range(256)) * 4)
     with pytest.raises(export.ProgramError, match=r"damaged.zip: its program cannot be deserialized"):
         export.load_program(str(damaged))
+    os.mkfifo(tmp_path / "fifo.zip")
+    with pytest.raises(export.ProgramError, match=r"fifo.zip: not a regular file"):
+        export.load_program(str(tmp_path / "fifo.zip"))
     translator = Translator.from_workdir(converted_workdir, ins_per=2, ins_max=4)
     with pytest.raises(ValueError, match="multiples of 4"):
         export.export_translator(translator, "AtoB", 18, 16)
