@@ -12,12 +12,17 @@ ins_max masks, in any order, empty slots -1) in, translated photos and masks out
     import zipfile, jax
     program = jax.export.deserialize(bytearray(zipfile.ZipFile("translator_AtoB.zip").read("program.bin")))
     images, masks = program.call(images, masks)
+
+--format onnx writes the translator as an ONNX model instead (inputs "images" and "masks",
+outputs "translated" and "translated_masks"; experiments/serve_onnx.py runs one with
+onnxruntime alone).
 """
 
 from absl import app, flags
 
 from instagan_jax import checkpoint, checks, cli, domains, export
 from instagan_jax.inference import Translator
+from instagan_jax.json_files import write_whole
 
 flags.DEFINE_string("workdir", None, "Workdir of the translator to export (trained or converted).")
 flags.DEFINE_string("masker_workdir", None, "Workdir of a masker (experiments/train_masker.py) to export instead.")
@@ -30,7 +35,9 @@ flags.DEFINE_integer("ins_max", 4, "Instance masks the translator takes.", lower
 flags.DEFINE_integer("ins_per", 2, "Instances per sequential chunk.", lower_bound=1)
 flags.DEFINE_integer("batch", 0, "Photos per call; 0: any number.", lower_bound=0)
 flags.DEFINE_string("masker_scale", "1", "The masker's fixed scale (MaskPredictor's scale; auto cannot be exported).")
-flags.DEFINE_string("output", None, "The program file to write (.zip).", required=True)
+flags.DEFINE_enum("format", "jax", ["jax", "onnx"], "jax: a jax.export program file (.zip); onnx: an ONNX model "
+                  "(.onnx, translators only; needs the export extra).")  # fmt: skip
+flags.DEFINE_string("output", None, "The file to write (.zip for jax, .onnx for onnx).", required=True)
 FLAGS = flags.FLAGS
 
 
@@ -46,11 +53,19 @@ def main(argv):
         raise app.UsageError("give --workdir (a translator) or --masker_workdir (a masker), not both")
     checks.check_image_size(FLAGS.height, FLAGS.width, what="--height and --width")
     checks.writable_file(FLAGS.output, "--output")
+    if FLAGS.format == "onnx" and FLAGS.masker_workdir:
+        raise app.UsageError("--format onnx exports translators; export a masker with --format jax")
     batch = FLAGS.batch or None
     if FLAGS.workdir:
         translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max)
-        exported = export.export_translator(translator, FLAGS.direction, FLAGS.height, FLAGS.width, batch)
         metadata = export.translator_metadata(translator, FLAGS.direction, step_read(FLAGS.workdir))
+        if FLAGS.format == "onnx":
+            model = export.export_translator_onnx(translator, FLAGS.direction, FLAGS.height, FLAGS.width, metadata,
+                                                  batch)  # fmt: skip
+            write_whole(FLAGS.output, lambda f: f.write(model.SerializeToString()), binary=True)
+            print(f"wrote {FLAGS.output}: an ONNX translator for {', '.join(metadata['inputs'])}")
+            return
+        exported = export.export_translator(translator, FLAGS.direction, FLAGS.height, FLAGS.width, batch)
     else:
         from instagan_jax.masker_train import MaskPredictor
 

@@ -45,22 +45,52 @@ def _batch_dimension(batch: int | None):
     return batch
 
 
-def export_translator(
-    translator: inference.Translator, direction: str, height: int, width: int, batch: int | None = None
-) -> jax.export.Exported:
-    """(images (B, H, W, 3), masks (B, H, W, ins_max)) -> (translated images, translated masks)."""
-    checks.check_image_size(height, width)
+def _translation(translator: inference.Translator, direction: str, unroll: bool = False):
+    """What a translator's program computes: the masks sorted as translate.py sorts them, then translated."""
     variables = translator.generators[domains.generator(direction)]
 
     def translate(images, instance_masks):
         ordered = masks.largest_first(instance_masks, translator.ins_max)
         if translator.binary_masks:
             ordered = jnp.where(ordered > 0, 1.0, -1.0)
-        return inference.translate_function(translator.spec, variables, images, ordered, translator.ins_per)
+        return inference.translate_function(translator.spec, variables, images, ordered, translator.ins_per, unroll)
 
+    return translate
+
+
+def export_translator(
+    translator: inference.Translator, direction: str, height: int, width: int, batch: int | None = None
+) -> jax.export.Exported:
+    """(images (B, H, W, 3), masks (B, H, W, ins_max)) -> (translated images, translated masks)."""
+    checks.check_image_size(height, width)
     b = _batch_dimension(batch)
     shapes = [jax.ShapeDtypeStruct((b, height, width, c), jnp.float32) for c in (3, translator.ins_max)]
-    return jax.export.export(jax.jit(translate))(*shapes)
+    return jax.export.export(jax.jit(_translation(translator, direction)))(*shapes)
+
+
+def export_translator_onnx(
+    translator: inference.Translator, direction: str, height: int, width: int, metadata: dict,
+    batch: int | None = None,
+):  # fmt: skip
+    """The same translation as an ONNX model (jax2onnx, the ``export`` extra), ``metadata`` in its
+    metadata_props as JSON under "instagan_jax". The chunks are unrolled, each behind an If that
+    skips it when the whole batch has no instance there: jax2onnx's Loop for the rolled loop is
+    one onnxruntime refuses. Inputs "images" and "masks", outputs "translated" and "translated_masks"."""
+    try:
+        import onnx
+        from jax2onnx import to_onnx
+    except ImportError as error:
+        raise checks.InputError(
+            f"ONNX export needs the export extra: pip install 'instagan-jax[export]' ({error})"
+        ) from None
+    checks.check_image_size(height, width)
+    b = "batch" if batch is None else _batch_dimension(batch)
+    model = to_onnx(_translation(translator, direction, unroll=True),
+                    [(b, height, width, 3), (b, height, width, translator.ins_max)], model_name="instagan_translator",
+                    input_names=["images", "masks"], output_names=["translated", "translated_masks"])  # fmt: skip
+    onnx.helper.set_model_props(model, {"instagan_jax": json.dumps(_with_versions(metadata, "onnx"))})
+    onnx.checker.check_model(model)
+    return model
 
 
 def export_masker(
@@ -107,10 +137,15 @@ def masker_metadata(predictor: masker_train.MaskPredictor, step: int) -> dict:
     }  # fmt: skip
 
 
+def _with_versions(metadata: dict, file_format: str) -> dict:
+    versions = {"package_version": instagan_jax.__version__, "jax_version": jax.__version__}
+    return {**metadata, "format": file_format, **versions}
+
+
 def save_program(path: str, exported: jax.export.Exported, metadata: dict) -> None:
     """Writes the program and its metadata (with the shapes, the platforms and the versions) as one zip."""
     metadata = {
-        **metadata, "format": "jax.export", "package_version": instagan_jax.__version__, "jax_version": jax.__version__,
+        **_with_versions(metadata, "jax.export"),
         "serialization_version": exported.calling_convention_version, "platforms": list(exported.platforms),
         "input_shapes": [str(a.shape) for a in exported.in_avals],
         "output_shapes": [str(a.shape) for a in exported.out_avals],

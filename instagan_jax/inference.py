@@ -19,8 +19,11 @@ from instagan_jax.models import ModelSpec
 from instagan_jax.xla_options import jit_at_first_call
 
 
-def translate_function(spec: ModelSpec, variables: dict, images: jax.Array, masks: jax.Array, ins_per: int):
-    """Batched translation: images (B, H, W, 3), masks (B, H, W, ins_max) sorted and padded (traceable)."""
+def translate_function(
+    spec: ModelSpec, variables: dict, images: jax.Array, masks: jax.Array, ins_per: int, unroll: bool = False
+):
+    """Batched translation: images (B, H, W, 3), masks (B, H, W, ins_max) sorted and padded (traceable;
+    ``unroll``: sequential.scan_chunks's)."""
     generator = spec.generator()
 
     def generate(x):
@@ -28,7 +31,7 @@ def translate_function(spec: ModelSpec, variables: dict, images: jax.Array, mask
 
     if not spec.uses_masks:
         return generate(images), masks
-    return sequential.translate(generate, images, masks, ins_per)
+    return sequential.translate(generate, images, masks, ins_per, unroll)
 
 
 translate_arrays = jit_at_first_call(translate_function, static_argnames=("spec", "ins_per"))

@@ -105,6 +105,14 @@ def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
 
 
+def edge_pad(x: jax.Array) -> jax.Array:
+    """One row and column of edge pixels around an NHWC tensor: jnp.pad's "edge" mode written as
+    concatenations, which jax2onnx converts correctly (its own conversion of the edge mode pads
+    the channels too)."""
+    x = jnp.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
+    return jnp.concatenate([x[:, :, :1], x, x[:, :, -1:]], axis=2)
+
+
 _NHWC = ("NHWC", "HWIO", "NHWC")
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
@@ -451,7 +459,7 @@ class ResizeConv(nn.Module):
     @staticmethod
     def convolve_phases(x: jax.Array, kernels: list[jax.Array]) -> list[jax.Array]:
         h, w = x.shape[1:3]
-        edged = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+        edged = edge_pad(x)
         return [
             conv2d(edged[:, a : a + h + 1, b : b + w + 1], k, 1, ((0, 0), (0, 0)))
             for k, (a, b) in zip(kernels, _PHASES, strict=True)

@@ -9,6 +9,7 @@ holding an instance.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 
 import jax
@@ -22,8 +23,9 @@ Generator = Callable[[jax.Array], jax.Array]  # (B, H, W, 3 + P) -> (B, H, W, 3 
 def scan_chunks(body, init, xs, unroll: bool = False, busy: jax.Array | None = None, skipped=None):
     """A rolled loop over the chunk axis: one compiled body, the memory of one chunk.
 
-    ``unroll=True`` traces the body once per chunk instead (for comparisons: it compiles
-    longer and holds every chunk's activations). Both run at the same speed on CPU too, since
+    ``unroll=True`` traces the body once per chunk instead, with no loop left in the program
+    (for comparisons, and for exports to formats without a usable loop, e.g. ONNX through
+    jax2onnx: it compiles longer and holds every chunk's activations). Both run at the same speed on CPU too, since
     ``layers.conv2d`` writes convolution gradients in the form XLA's CPU backend runs fast
     inside a while loop (with autodiff's own form the rolled loop was 6x slower).
 
@@ -36,11 +38,14 @@ def scan_chunks(body, init, xs, unroll: bool = False, busy: jax.Array | None = N
     gives the same result.
     """
     length = jax.tree.leaves(xs)[0].shape[0]
-    if unroll and length == 1:  # lax.scan keeps a one-trip loop even when asked to unroll
-        carry, out = body(init, jax.tree.map(lambda x: x[0], xs))
-        return carry, jax.tree.map(lambda x: x[None], out)
-    if busy is None or unroll:
-        return jax.lax.scan(body, init, xs, unroll=bool(unroll))
+    if unroll:  # the chunk count is static; lax.scan(unroll=True) would keep a one-trip loop
+        carry, outs = init, []
+        for k in range(length):
+            carry, out = body(carry, jax.tree.map(operator.itemgetter(k), xs))
+            outs.append(out)
+        return carry, jax.tree.map(lambda *o: jnp.stack(o), *outs)
+    if busy is None:
+        return jax.lax.scan(body, init, xs)
     trips = jnp.max(jnp.where(busy, jnp.arange(1, length + 1), 0))
 
     def run_chunk(loop):

@@ -1,6 +1,7 @@
 """Exported programs (jax.export): the same numbers as Translator and MaskPredictor, read back
 from their files with metadata, and damaged or foreign files named."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 from helpers import REPO
+from PIL import Image
 
 from instagan_jax import checkpoint, export, models
 from instagan_jax.inference import Translator, prepare_masks
@@ -128,3 +130,60 @@ def test_the_command_exports_a_program_that_runs_with_jax_alone(converted_workdi
     prepared = np.stack([prepare_masks(m, 4) for m in masks])
     expected = translator.translate_batch(images, prepared, "BtoA")[0]
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=2e-6)
+
+
+def test_an_onnx_translator_computes_what_the_translator_does(default_architecture_workdir):
+    import onnxruntime  # the export extra (requirements-dev.txt)
+
+    translator = Translator.from_workdir(default_architecture_workdir, ins_per=2, ins_max=4)
+    metadata = export.translator_metadata(translator, "BtoA", 7)
+    model = export.export_translator_onnx(translator, "BtoA", SIZE, SIZE, metadata)
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    stored = json.loads(session.get_modelmeta().custom_metadata_map["instagan_jax"])
+    assert stored["format"] == "onnx" and stored["direction"] == "BtoA" and stored["step"] == 7
+    images, masks = photos_and_masks(4)
+    prepared = np.stack([prepare_masks(m, 4) for m in masks])
+    for batch in (slice(0, 3), slice(1, 2)):  # any batch size; an empty mask set alone skips every chunk
+        out_images, out_masks = session.run(None, {"images": images[batch], "masks": masks[batch]})
+        expected_images, expected_masks = translator.translate_batch(images[batch], prepared[batch], "BtoA")
+        np.testing.assert_allclose(out_images, expected_images, atol=2e-5)
+        np.testing.assert_allclose(out_masks, expected_masks, atol=2e-5)
+    with pytest.raises(onnxruntime.capi.onnxruntime_pybind11_state.InvalidArgument, match="images"):
+        session.run(None, {"images": images[:, :8], "masks": masks})  # a wrong size, named by the runtime
+
+
+def test_a_folder_is_served_with_onnxruntime_alone_as_translate_py_translates_it(converted_workdir, tmp_path):
+    rng = np.random.default_rng(2)
+    for folder in ("testA", "testA_seg"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+    for stem, count in (("p0", 3), ("p1", 1), ("p2", 5)):
+        Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), np.uint8)).save(
+            tmp_path / "data" / "testA" / f"{stem}.png"
+        )
+        for k in range(count):
+            mask = np.zeros((SIZE, SIZE), np.uint8)
+            mask[k : k + 4 + k, 2 * k : 2 * k + 5] = 255
+            Image.fromarray(mask).save(tmp_path / "data" / "testA_seg" / f"{stem}_{k}.png")
+    model = tmp_path / "a2b.onnx"
+    tool = lambda name, *args: subprocess.run([sys.executable, str(REPO / "experiments" / f"{name}.py"), *args],
+                                              capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = tool("export", f"--workdir={converted_workdir}", "--format=onnx", f"--height={SIZE}", f"--width={SIZE}",
+                "--ins_max=4", f"--output={model}")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = tool("translate", f"--workdir={converted_workdir}", f"--dataroot={tmp_path / 'data'}", "--ins_max=4",
+                f"--output_dir={tmp_path / 'ours'}")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    served = (  # jax and this package made unimportable: the served translation needs neither
+        "import runpy, sys; sys.modules['jax'] = sys.modules['instagan_jax'] = None\n"
+        f"sys.argv = ['serve_onnx.py', '--model={model}', '--dataroot={tmp_path / 'data'}', "
+        f"'--output_dir={tmp_path / 'served'}']\n"
+        f"runpy.run_path({str(REPO / 'experiments' / 'serve_onnx.py')!r}, run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", served], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "translated 3 photos" in done.stdout
+    for stem in ("p0", "p1", "p2"):
+        for kind in ("img", "seg"):
+            name = f"{stem}_fake_B_{kind}.png"
+            ours, served_png = (np.asarray(Image.open(tmp_path / d / name), np.int16) for d in ("ours", "served"))
+            assert np.abs(ours - served_png).max() <= 1, name
