@@ -13,7 +13,8 @@ checking both, and a user with only JAX installed reads it with zipfile and
 Inputs and outputs are float32 in [-1, 1], NHWC, as ``Translator.translate_batch`` takes
 them; a translator's masks are the photo's instance masks in any order, empty slots all -1:
 the program sorts them as translate.py does. The batch dimension is symbolic unless a batch
-size is given.
+size is given. ``export_translator_onnx`` writes the same translation as an ONNX model, for
+runtimes without JAX (experiments/serve_onnx.py).
 """
 
 from __future__ import annotations
