@@ -64,6 +64,8 @@ def test_an_exported_translator_computes_what_the_translator_does(
     chex.assert_shape([out_images, out_masks], [(3, SIZE, SIZE, 3), (3, SIZE, SIZE, 4)])
     np.testing.assert_allclose(out_images, expected_images, atol=2e-6)
     np.testing.assert_allclose(out_masks, expected_masks, atol=2e-6)
+    with pytest.raises(ValueError, match=r"Shape mismatch for args\[0\].shape\[1\]"):
+        program.call(images[:, :8], masks)  # a photo of another size: JAX names the argument and the axis
     one_image, one_masks = program.call(images[1:2], masks[1:2])  # any batch size; an empty set alone
     np.testing.assert_allclose(one_image, translator.translate_batch(images[1:2], prepared[1:2], direction)[0],
                                atol=2e-6)  # fmt: skip
