@@ -119,9 +119,15 @@ class MaskPredictor:
         images = jnp.asarray(images, jnp.float32)
         checks.check_image_size(*images.shape[1:3])
         masks, foreground = _compiled_prediction(self.spec, self.params, images)
+        if self.scale == 1:
+            return np.asarray(masks), np.asarray(foreground)
+        if self.scale != "auto":  # one scale for the whole batch: one call
+            size = scaled_size(*images.shape[1:3], self.scale)
+            masks = _compiled_smaller_prediction(self.spec, size, self.params, images, foreground)
+            return np.asarray(masks), np.asarray(foreground)
         masks, foreground = np.array(masks), np.asarray(foreground)
-        for i in range(len(images)) if self.scale != 1 else ():
-            scale = masker_lib.auto_scale(foreground[i], self.spec) if self.scale == "auto" else self.scale
+        for i in range(len(images)):  # auto: each photo at its own scale
+            scale = masker_lib.auto_scale(foreground[i], self.spec)
             if scale != 1:
                 size = scaled_size(*images.shape[1:3], scale)
                 masks[i] = _compiled_smaller_prediction(
