@@ -9,7 +9,9 @@ WORKDIR/eval/metrics.json (or --json), a PNG grid per direction (input | masks |
 | masks), learning_curves.png (when several steps are scored), TensorBoard scalars (so
 `tensorboard --logdir WORKDIR` shows them next to the training losses) and index.html. On
 shapes the scores are those of `instagan_jax.evaluation`, with real target images as the
-reference; on other datasets, background error and mask-area ratio.
+reference; on other datasets, background error and mask-area ratio. With ``--fid_weights``
+(pytorch-fid's Inception file), FID and KID of each direction's translations against the
+held-out photos of its target domain, both as 8-bit pixels, as pytorch-fid reads saved PNGs.
 """
 
 import html
@@ -21,7 +23,20 @@ from absl import app, flags, logging
 from clu import metric_writers
 from tqdm import tqdm
 
-from instagan_jax import charts, checkpoint, checks, cli, domains, evaluation, json_files, summaries, training_config
+from instagan_jax import (
+    charts,
+    checkpoint,
+    checks,
+    cli,
+    domains,
+    evaluation,
+    fid,
+    image_io,
+    inception,
+    json_files,
+    summaries,
+    training_config,
+)
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
 
@@ -33,6 +48,10 @@ flags.DEFINE_string("json", None, "Where the metrics go; WORKDIR/eval/metrics.js
 flags.DEFINE_string("out_dir", None, "Where the pictures and index.html go; WORKDIR/eval if unset.")
 flags.DEFINE_integer("grid_rows", 8, "Examples shown per direction.", lower_bound=1, upper_bound=1000)
 flags.DEFINE_bool("averaged", True, "Score the generators' moving averages where the run keeps them (ema_decay > 0).")
+flags.DEFINE_string("fid_weights", None, f"pytorch-fid's {inception.WEIGHTS_NAME}: adds FID and KID (README: FID).")
+flags.DEFINE_string("fid_weights_sha256", inception.WEIGHTS_SHA256,
+                    "The SHA-256 --fid_weights must have; 'any' accepts other Inception weights.")  # fmt: skip
+flags.DEFINE_enum("fid_dims", "2048", [str(d) for d in inception.BLOCKS_FOR_DIMS], "FID feature width (as --dims).")
 FLAGS = flags.FLAGS
 
 
@@ -89,7 +108,33 @@ CHART_METRICS = (
     "count_preservation",
     "background_error",
     "bystanders_kept",
+    "fid",
+    "kid",
 )
+
+
+def as_saved_photos(images: np.ndarray) -> np.ndarray:
+    """Translations in [-1, 1] -> [0, 1] at the 8 bits translate.py saves, which pytorch-fid would read."""
+    return image_io.to_uint8(images).astype(np.float32) / np.float32(255)
+
+
+def as_read_photos(images: np.ndarray) -> np.ndarray:
+    """Held-out photos in [-1, 1] -> [0, 1] at their files' 8 bits (rounded: the [-1, 1] values are
+    those bytes up to float error)."""
+    return np.rint((np.asarray(images, np.float32) + 1) * 127.5).astype(np.float32) / np.float32(255)
+
+
+class FIDScorer:
+    """FID and KID of translations against each domain's held-out photos (their statistics computed once)."""
+
+    def __init__(self, weights_path: str, sha256: str | None, dims: int, data):
+        self.extractor = fid.InceptionFeatures(inception.load_weights(weights_path, dims, sha256), dims)
+        self.real = {x: fid.statistics_of(self.extractor, as_read_photos(data[f"image_{x}"])) for x in "AB"}
+
+    def __call__(self, direction: str, translated: np.ndarray) -> dict:
+        generated = fid.statistics_of(self.extractor, as_saved_photos(translated))
+        scores = fid.compare(generated, self.real[domains.target(direction)])
+        return {k: scores[k] for k in ("fid", "kid", "kid_std")}
 
 
 def write_curves(results: list[dict], out_dir: str) -> None:
@@ -157,6 +202,10 @@ def main(argv):
     if config.dataset == "shapes":
         task = training_config.shapes_task(config)
         reference = {x: evaluation.reference_scores(data[f"image_{x}"], data[f"masks_{x}"], x, task) for x in "BA"}
+    fid_scorer = None
+    if FLAGS.fid_weights:
+        sha256 = None if FLAGS.fid_weights_sha256 == "any" else FLAGS.fid_weights_sha256
+        fid_scorer = FIDScorer(FLAGS.fid_weights, sha256, int(FLAGS.fid_dims), data)
     results = []
     for step in tqdm(steps, desc="evaluate", unit="checkpoint"):
         translator = Translator.from_workdir(
@@ -168,6 +217,9 @@ def main(argv):
             outputs[d] = translate_all(translator, data[f"image_{x}"], data[f"masks_{x}"], d)
         result = {"step": step, "averaged": FLAGS.averaged and checkpoint.has_ema(workdir, step),
                   **score(config, data, outputs)}  # fmt: skip
+        if fid_scorer is not None:
+            for d in domains.DIRECTIONS:
+                result[d].update(fid_scorer(d, outputs[d][0]))
         result["pictures"] = write_pictures(data, outputs, out_dir, step, FLAGS.grid_rows)
         results.append(result)
         logging.info("step %d: %s", step, json.dumps({d: result[d] for d in domains.DIRECTIONS}))

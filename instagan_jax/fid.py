@@ -43,8 +43,8 @@ class InceptionFeatures:
     def __init__(self, variables: dict, dims: int = 2048, batch_size: int = 50):
         self.dims = dims
         mesh = parallel.make_mesh()
-        devices = mesh.devices.size
-        self.batch_size = -(-batch_size // devices) * devices  # every device gets as many rows
+        self._devices = mesh.devices.size
+        self.batch_size = -(-batch_size // self._devices) * self._devices  # every device gets as many rows
         self.variables = jax.device_put(variables, parallel.replicated(mesh))
         self._sharding = parallel.batch_sharded(mesh)
         network = inception.FIDInception(dims)
@@ -53,7 +53,10 @@ class InceptionFeatures:
     def __call__(self, photos: Sequence[np.ndarray]) -> np.ndarray:
         if not 0 < len(photos) <= self.batch_size:
             raise ValueError(f"{len(photos)} photos in a batch of {self.batch_size}")
-        batch = np.zeros((self.batch_size, inception.INPUT_SIZE, inception.INPUT_SIZE, 3), np.float32)
+        # A short batch (the last, or a small set) is padded to a power of two, not to batch_size:
+        # a few more compilations, instead of running the network on up to 49 blank photos.
+        rows = min(self.batch_size, -(-(1 << (len(photos) - 1).bit_length()) // self._devices) * self._devices)
+        batch = np.zeros((rows, inception.INPUT_SIZE, inception.INPUT_SIZE, 3), np.float32)
         for i, photo in enumerate(photos):
             batch[i] = inception.resize_for_inception(photo)
         features = self._apply(self.variables, jax.device_put(batch, self._sharding))

@@ -69,3 +69,26 @@ def masker_workdir(tmp_path_factory) -> pathlib.Path:
     root = tmp_path_factory.mktemp("masker")
     masker_train.train_masker(masker_config(root, num_train_steps=2), str(root / "run"))
     return root
+
+
+@pytest.fixture(scope="session")
+def inception_torch_shapes() -> dict[str, tuple[int, ...]]:
+    """The tensors of pytorch-fid's Inception network, as its own model lists them."""
+    import json
+
+    import numpy as np
+
+    with np.load(GOLDEN_DIR / "fid.npz") as f:
+        return {name: tuple(shape) for name, shape in json.loads(str(f["layout"])).items()}
+
+
+@pytest.fixture(scope="session")
+def seeded_inception(tmp_path_factory, inception_torch_shapes) -> str:
+    """Seeded stand-ins for pytorch-fid's weights, as a torch 0.4-1.5 .pth (the real file's format)."""
+    import inception_weights
+    import torch_files
+
+    path = tmp_path_factory.mktemp("inception") / "seeded_inception.pth"
+    arrays = inception_weights.seeded_state_dict(inception_torch_shapes)
+    path.write_bytes(torch_files.legacy_file(*torch_files.state_dict(arrays)))
+    return str(path)

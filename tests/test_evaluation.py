@@ -111,13 +111,14 @@ def test_the_bars_task_asks_bars_to_be_long_and_discs_to_be_round():
     assert not evaluation.has_shape_of(long_ellipse, "A", "bars")
 
 
-def test_evaluate_scores_a_run_and_writes_the_page(tmp_path):
+def test_evaluate_scores_a_run_and_writes_the_page(tmp_path, seeded_inception):
     workdir = tmp_path / "run"
     train.train(tiny_config(tmp_path), str(workdir))
     out = tmp_path / "report"
     done = subprocess.run(
         [sys.executable, str(REPO / "experiments" / "evaluate.py"), f"--workdir={workdir}", "--steps=all",
-         "--num_examples=4", f"--out_dir={out}"],
+         "--num_examples=4", f"--out_dir={out}", f"--fid_weights={seeded_inception}",
+         "--fid_weights_sha256=any", "--fid_dims=64"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -127,13 +128,14 @@ def test_evaluate_scores_a_run_and_writes_the_page(tmp_path):
         for direction in ("AtoB", "BtoA"):
             assert 0.0 <= r[direction]["shape_rate"] <= 1.0 and r[direction]["background_error"] >= 0.0
             assert (out / r["pictures"][direction]).is_file()
+            assert r[direction]["fid"] > 0 and np.isfinite(r[direction]["kid"]) and r[direction]["kid_std"] >= 0
     assert 0.5 < report["reference"]["B"]["shape_rate"] <= 1.0  # real squares mostly look like squares
     assert "step4_AtoB.png" in (out / "index.html").read_text()
     chart = np.asarray(Image.open(out / "learning_curves.png"))
     assert (chart[..., :3].std(axis=(0, 1)) > 0).all()  # drawn, not blank
     events = glob.glob(str(out / "events.out.tfevents.*"))
     tags = {v.tag for e in tf.compat.v1.train.summary_iterator(events[0]) for v in e.summary.value}
-    assert {"AtoB/shape_rate", "BtoA/count_preservation"} <= tags
+    assert {"AtoB/shape_rate", "BtoA/count_preservation", "AtoB/fid", "BtoA/kid"} <= tags
     missing = subprocess.run([sys.executable, str(REPO / "experiments" / "evaluate.py"), f"--workdir={workdir}",
                               "--steps=3"], cwd=REPO, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert missing.returncode != 0 and "no checkpoint [3]" in missing.stderr

@@ -13,7 +13,6 @@ import sys
 import inception_weights
 import numpy as np
 import pytest
-import torch_files
 from helpers import REPO
 from PIL import Image
 
@@ -26,24 +25,13 @@ def golden(golden_dir):
         return dict(f)
 
 
-@pytest.fixture(scope="module")
-def torch_shapes(golden) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(shape) for name, shape in json.loads(str(golden["layout"])).items()}
+def seeded_extractor(weights_path: str, dims: int, batch_size: int) -> fid.InceptionFeatures:
+    return fid.InceptionFeatures(inception.load_weights(weights_path, dims, sha256=None), dims, batch_size)
 
 
-@pytest.fixture(scope="module")
-def seeded_weights(tmp_path_factory, torch_shapes) -> str:
-    """The seeded weights as a torch 0.4-1.5 .pth, the format of pytorch-fid's file."""
-    path = tmp_path_factory.mktemp("inception") / "seeded_inception.pth"
-    path.write_bytes(
-        torch_files.legacy_file(*torch_files.state_dict(inception_weights.seeded_state_dict(torch_shapes)))
-    )
-    return str(path)
-
-
-def test_the_network_reads_exactly_the_tensors_pytorch_fid_holds(torch_shapes):
+def test_the_network_reads_exactly_the_tensors_pytorch_fid_holds(inception_torch_shapes):
     ours = {key: shape for key, (_, shape) in inception.torch_layout().items()}
-    theirs = {key: shape for key, shape in torch_shapes.items()
+    theirs = {key: shape for key, shape in inception_torch_shapes.items()
               if not key.endswith("num_batches_tracked") and not key.startswith("fc.")}  # fmt: skip
     assert ours == theirs
     assert len(ours) == 470
@@ -57,8 +45,8 @@ def test_photos_are_resized_to_299_as_torch_resizes_them(golden):
 
 
 @pytest.mark.parametrize("dims", [64, 2048])
-def test_features_equal_pytorch_fids_for_enlarged_and_reduced_photos(golden, seeded_weights, dims):
-    extractor = fid.InceptionFeatures(inception.load_weights(seeded_weights, dims, sha256=None), dims, batch_size=3)
+def test_features_equal_pytorch_fids_for_enlarged_and_reduced_photos(golden, seeded_inception, dims):
+    extractor = seeded_extractor(seeded_inception, dims, batch_size=3)
     images = inception_weights.golden_images()  # four sizes: two calls, the second one padded
     features = np.concatenate([extractor(batch) for batch in fid.batches(images, extractor.batch_size)])
     expected = np.stack([golden[f"features_{i}_{dims}"] for i in range(len(images))])
@@ -97,7 +85,9 @@ def test_kid_equals_torch_fidelitys_with_its_subsets(golden):
     assert abs(same_source) < golden["kid_10x100"][0] / 10
 
 
-def test_weights_that_are_not_the_fid_network_are_refused_naming_the_file(tmp_path, torch_shapes, seeded_weights):
+def test_weights_that_are_not_the_fid_network_are_refused_naming_the_file(
+    tmp_path, inception_torch_shapes, seeded_inception
+):
     other = tmp_path / inception.WEIGHTS_NAME
     other.write_bytes(b"not the weights")
     with pytest.raises(inception.InceptionWeightsError, match=f"{other}.*SHA-256.*{inception.WEIGHTS_SHA256}"):
@@ -110,7 +100,7 @@ def test_weights_that_are_not_the_fid_network_are_refused_naming_the_file(tmp_pa
     os.mkfifo(fifo)  # would block the digest forever if opened
     with pytest.raises(inception.InceptionWeightsError, match="not a regular file"):
         inception.load_weights(fifo)
-    state = inception_weights.seeded_state_dict(torch_shapes)
+    state = inception_weights.seeded_state_dict(inception_torch_shapes)
     key = "Mixed_6c.branch7x7_2.conv.weight"
     cases = {
         "missing": ({k: v for k, v in state.items() if k != key}, "1 tensors missing"),
@@ -158,10 +148,10 @@ def _write_photos(folder, seed, count, translated=False):
             Image.fromarray(pixels).save(folder / f"p{i}.jpg", quality=95)
 
 
-def test_the_command_scores_folders_and_statistics_files_as_the_library_does(tmp_path, seeded_weights):
+def test_the_command_scores_folders_and_statistics_files_as_the_library_does(tmp_path, seeded_inception):
     _write_photos(tmp_path / "translated", 1, 5, translated=True)
     _write_photos(tmp_path / "real", 2, 4)
-    flags = [f"--fid_weights={seeded_weights}", "--fid_weights_sha256=any", "--dims=64", "--batch_size=3"]
+    flags = [f"--fid_weights={seeded_inception}", "--fid_weights_sha256=any", "--dims=64", "--batch_size=3"]
 
     def command(*args):
         done = subprocess.run([sys.executable, str(REPO / "experiments" / "fid.py"), *flags, *args],
@@ -175,7 +165,7 @@ def test_the_command_scores_folders_and_statistics_files_as_the_library_does(tmp
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert f"FID: {scores['fid']:.4f}" in out and scores["photos"] == [5, 0] and "kid" not in scores
 
-    extractor = fid.InceptionFeatures(inception.load_weights(seeded_weights, 64, sha256=None), 64, batch_size=3)
+    extractor = seeded_extractor(seeded_inception, 64, batch_size=3)
     translated = fid.statistics_of_path(str(tmp_path / "translated"), extractor)
     real = fid.statistics_of_path(str(tmp_path / "real"), extractor)
     assert translated.count == 5  # the masks beside the translations are not photos
@@ -184,7 +174,28 @@ def test_the_command_scores_folders_and_statistics_files_as_the_library_does(tmp
     kid = fid.compare(translated, real, kid_subsets=5, kid_subset_size=4)
     assert kid["kid_subset_size"] == 4 and np.isfinite(kid["kid"]) and kid["kid_std"] > 0
 
-    wrong = subprocess.run([sys.executable, str(REPO / "experiments" / "fid.py"), f"--fid_weights={seeded_weights}",
+    wrong = subprocess.run([sys.executable, str(REPO / "experiments" / "fid.py"), f"--fid_weights={seeded_inception}",
                             str(tmp_path / "real"), str(tmp_path / "real")], capture_output=True, text=True,
                            timeout=300)  # fmt: skip
-    assert wrong.returncode == 1 and f"error: {seeded_weights}: SHA-256" in wrong.stderr
+    assert wrong.returncode == 1 and f"error: {seeded_inception}: SHA-256" in wrong.stderr
+
+
+def test_features_split_over_several_devices_equal_those_of_one(tmp_path, seeded_inception):
+    photos = inception_weights.golden_images()[:3] * 2  # 6 photos: 8 rows, 2 per device
+    np.savez(tmp_path / "photos.npz", *photos)
+    single = seeded_extractor(seeded_inception, 64, batch_size=6)
+    script = (
+        "import numpy as np, jax\n"
+        "from instagan_jax import fid, inception\n"
+        "assert jax.device_count() == 4\n"
+        f"weights = inception.load_weights({seeded_inception!r}, 64, sha256=None)\n"
+        "extractor = fid.InceptionFeatures(weights, 64, batch_size=6)\n"
+        "assert extractor.batch_size == 8\n"
+        f"with np.load({str(tmp_path / 'photos.npz')!r}) as f:\n"
+        "    photos = [f[f'arr_{i}'] for i in range(6)]\n"
+        f"np.save({str(tmp_path / 'features.npy')!r}, extractor(photos))\n"
+    )
+    env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "features.npy"), single(photos), atol=1e-5)
