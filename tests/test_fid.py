@@ -5,10 +5,12 @@ network holding weights drawn from a seed (tests/inception_weights.py), which th
 again and hand to ours through a .pth file, so the safe reader's path is the one measured.
 """
 
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import inception_weights
 import numpy as np
@@ -131,7 +133,12 @@ def test_statistics_files_are_checked_before_they_are_read(tmp_path):
     for name, arrays in hostile.items():
         np.savez(tmp_path / name, **arrays)
     (tmp_path / "text.npz").write_text("mu, sigma")
-    for name in [*hostile, "text.npz"]:
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:  # headers that declare 10^12 values, no data
+        for member, shape in (("mu.npy", (10**6,)), ("sigma.npy", (10**6, 10**6))):
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+            archive.writestr(member, header.getvalue())
+    for name in [*hostile, "text.npz", "huge.npz"]:
         with pytest.raises(fid.StatisticsFileError, match=name):
             fid.load_statistics(str(tmp_path / name))
 
