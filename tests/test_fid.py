@@ -46,7 +46,7 @@ def test_photos_are_resized_to_299_as_torch_resizes_them(golden):
         np.testing.assert_allclose(resized[[0, 1, 150, 298]], golden[f"resized_rows_{i}"], atol=3e-7)
 
 
-@pytest.mark.parametrize("dims", [64, 2048])
+@pytest.mark.parametrize("dims", [64, 192, 768, 2048])
 def test_features_equal_pytorch_fids_for_enlarged_and_reduced_photos(golden, seeded_inception, dims):
     extractor = seeded_extractor(seeded_inception, dims, batch_size=3)
     images = inception_weights.golden_images()  # four sizes: two calls, the second one padded
