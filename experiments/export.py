@@ -13,9 +13,9 @@ ins_max masks, in any order, empty slots -1) in, translated photos and masks out
     program = jax.export.deserialize(bytearray(zipfile.ZipFile("translator_AtoB.zip").read("program.bin")))
     images, masks = program.call(images, masks)
 
---format onnx writes the translator as an ONNX model instead (inputs "images" and "masks",
-outputs "translated" and "translated_masks"; experiments/serve_onnx.py runs one with
-onnxruntime alone).
+--format onnx writes an ONNX model instead: a translator (inputs "images" and "masks",
+outputs "translated" and "translated_masks") or a masker at --masker_scale 1 (input "images",
+output "masks"); experiments/serve_onnx.py runs them with onnxruntime alone.
 """
 
 from absl import app, flags
@@ -36,7 +36,7 @@ flags.DEFINE_integer("ins_per", 2, "Instances per sequential chunk.", lower_boun
 flags.DEFINE_integer("batch", 0, "Photos per call; 0: any number.", lower_bound=0)
 flags.DEFINE_string("masker_scale", "1", "The masker's fixed scale (MaskPredictor's scale; auto cannot be exported).")
 flags.DEFINE_enum("format", "jax", ["jax", "onnx"], "jax: a jax.export program file (.zip); onnx: an ONNX model "
-                  "(.onnx, translators only; needs the export extra).")  # fmt: skip
+                  "(.onnx; a masker at scale 1 only; needs the export extra).")  # fmt: skip
 flags.DEFINE_string("output", None, "The file to write (.zip for jax, .onnx for onnx).", required=True)
 FLAGS = flags.FLAGS
 
@@ -53,8 +53,6 @@ def main(argv):
         raise app.UsageError("give --workdir (a translator) or --masker_workdir (a masker), not both")
     checks.check_image_size(FLAGS.height, FLAGS.width, what="--height and --width")
     checks.writable_file(FLAGS.output, "--output")
-    if FLAGS.format == "onnx" and FLAGS.masker_workdir:
-        raise app.UsageError("--format onnx exports translators; export a masker with --format jax")
     batch = FLAGS.batch or None
     if FLAGS.workdir:
         translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max)
@@ -70,8 +68,13 @@ def main(argv):
         from instagan_jax.masker_train import MaskPredictor
 
         predictor = MaskPredictor.from_workdir(FLAGS.masker_workdir, FLAGS.step, scale=FLAGS.masker_scale)
-        exported = export.export_masker(predictor, FLAGS.height, FLAGS.width, batch)
         metadata = export.masker_metadata(predictor, step_read(FLAGS.masker_workdir))
+        if FLAGS.format == "onnx":
+            model = export.export_masker_onnx(predictor, FLAGS.height, FLAGS.width, metadata, batch)
+            write_whole(FLAGS.output, lambda f: f.write(model.SerializeToString()), binary=True)
+            print(f"wrote {FLAGS.output}: an ONNX masker for {', '.join(metadata['inputs'])}")
+            return
+        exported = export.export_masker(predictor, FLAGS.height, FLAGS.width, batch)
     export.save_program(FLAGS.output, exported, metadata)
     shapes = ", ".join(metadata["inputs"])
     print(f"wrote {FLAGS.output}: {metadata['computes']} for {shapes}")

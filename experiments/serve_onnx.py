@@ -10,6 +10,9 @@ Reads {phase}A (or {phase}B for a BtoA model) and its _seg masks in the authors'
 ({stem}_{k}.png, white = instance), resizes each photo and mask to the model's size (bicubic,
 as translate.py), keeps the ins_max largest masks, and writes {stem}_fake_B_img.png and
 {stem}_fake_B_seg.png (the merged translated masks) as translate.py does.
+
+``--masker masker.onnx`` (experiments/export.py --masker_workdir M --format onnx, at the
+translator's size) predicts the masks instead, so photos need no _seg folder.
 """
 
 import argparse
@@ -50,8 +53,15 @@ def main():
     parser.add_argument("--dataroot", required=True)
     parser.add_argument("--phase", default="test")
     parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--masker", default=None, help="an ONNX masker: predicts the masks instead of reading _seg")
     args = parser.parse_args()
     session = onnxruntime.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+    masker = None
+    if args.masker:
+        masker = onnxruntime.InferenceSession(args.masker, providers=["CPUExecutionProvider"])
+        if masker.get_inputs()[0].shape[1:3] != session.get_inputs()[0].shape[1:3]:
+            parser.error(f"the masker takes {masker.get_inputs()[0].shape[1:3]} photos, "
+                         f"the translator {session.get_inputs()[0].shape[1:3]}: export both at one size")  # fmt: skip
     metadata = json.loads(session.get_modelmeta().custom_metadata_map["instagan_jax"])
     source, target = ("A", "B") if metadata["direction"] == "AtoB" else ("B", "A")
     _, height, width, _ = session.get_inputs()[0].shape
@@ -62,7 +72,12 @@ def main():
     for path in photos:
         stem = os.path.splitext(os.path.basename(path))[0]
         image = to_unit(Image.open(path).convert("RGB"), (width, height))
-        masks = read_masks(seg_dir, stem, (width, height), ins_max)
+        if masker is None:
+            masks = read_masks(seg_dir, stem, (width, height), ins_max)
+        else:  # largest first already: the first ins_max slots, padded with empty ones
+            predicted = masker.run(None, {"images": image[None]})[0][0, ..., :ins_max]
+            empty = -np.ones((height, width, ins_max - predicted.shape[-1]), np.float32)
+            masks = np.concatenate([predicted, empty], axis=-1)
         translated, translated_masks = session.run(None, {"images": image[None], "masks": masks[None]})
         merged = np.clip(((translated_masks[0] + 1) / 2).sum(-1), 0, 1) * 2 - 1
         Image.fromarray(to_uint8(translated[0])).save(os.path.join(args.output_dir, f"{stem}_fake_{target}_img.png"))

@@ -13,8 +13,8 @@ checking both, and a user with only JAX installed reads it with zipfile and
 Inputs and outputs are float32 in [-1, 1], NHWC, as ``Translator.translate_batch`` takes
 them; a translator's masks are the photo's instance masks in any order, empty slots all -1:
 the program sorts them as translate.py does. The batch dimension is symbolic unless a batch
-size is given. ``export_translator_onnx`` writes the same translation as an ONNX model, for
-runtimes without JAX (experiments/serve_onnx.py).
+size is given. ``export_translator_onnx`` and ``export_masker_onnx`` write the same functions
+as ONNX models, for runtimes without JAX (experiments/serve_onnx.py).
 """
 
 from __future__ import annotations
@@ -73,25 +73,26 @@ def export_translator_onnx(
     translator: inference.Translator, direction: str, height: int, width: int, metadata: dict,
     batch: int | None = None,
 ):  # fmt: skip
-    """The same translation as an ONNX model (jax2onnx, the ``export`` extra), ``metadata`` in its
-    metadata_props as JSON under "instagan_jax". The chunks are unrolled, each behind an If that
+    """The same translation as an ONNX model. The chunks are unrolled, each behind an If that
     skips it when the whole batch has no instance there: jax2onnx's Loop for the rolled loop is
     one onnxruntime refuses. Inputs "images" and "masks", outputs "translated" and "translated_masks"."""
-    try:
-        import onnx
-        from jax2onnx import to_onnx
-    except ImportError as error:
-        raise checks.InputError(
-            f"ONNX export needs the export extra: pip install 'instagan-jax[export]' ({error})"
-        ) from None
     checks.check_image_size(height, width)
-    b = "batch" if batch is None else _batch_dimension(batch)
-    model = to_onnx(_translation(translator, direction, unroll=True),
-                    [(b, height, width, 3), (b, height, width, translator.ins_max)], model_name="instagan_translator",
-                    input_names=["images", "masks"], output_names=["translated", "translated_masks"])  # fmt: skip
-    onnx.helper.set_model_props(model, {"instagan_jax": json.dumps(_with_versions(metadata, "onnx"))})
-    onnx.checker.check_model(model)
-    return model
+    return _onnx_model(_translation(translator, direction, unroll=True),
+                       [(height, width, 3), (height, width, translator.ins_max)], batch, "instagan_translator",
+                       ["images", "masks"], ["translated", "translated_masks"], metadata)  # fmt: skip
+
+
+def _masker_prediction(predictor: masker_train.MaskPredictor):
+    """What a masker's program computes: images -> masks at the predictor's fixed scale."""
+    if predictor.scale == "auto":
+        raise checks.InputError(
+            "a masker is exported at a fixed scale (1, or how much larger its objects are), not auto"
+        )
+
+    def predict(images):
+        return masker_train.predict_at_scale(predictor.spec, predictor.scale, predictor.params, images)[0]
+
+    return predict
 
 
 def export_masker(
@@ -99,23 +100,39 @@ def export_masker(
 ) -> jax.export.Exported:
     """images (B, H, W, 3) -> (B, H, W, ins_max) masks, largest first (scale 1: the photo as it is)."""
     checks.check_image_size(height, width)
-    if predictor.scale == "auto":
-        raise checks.InputError(
-            "a masker is exported at a fixed scale (1, or how much larger its objects are), not auto"
-        )
-    if predictor.scale != 1:
-        size = masker_train.scaled_size(height, width, predictor.scale)
-
-        def predict(images):
-            foreground = masker_train.predict_masks(predictor.spec, predictor.params, images)[1]
-            return masker_train.predict_smaller(predictor.spec, size, predictor.params, images, foreground)
-    else:
-
-        def predict(images):
-            return masker_train.predict_masks(predictor.spec, predictor.params, images)[0]
-
     shape = jax.ShapeDtypeStruct((_batch_dimension(batch), height, width, 3), jnp.float32)
-    return jax.export.export(jax.jit(predict))(shape)
+    return jax.export.export(jax.jit(_masker_prediction(predictor)))(shape)
+
+
+def _onnx_model(function, input_shapes, batch, name: str, inputs: list[str], outputs: list[str], metadata: dict):
+    """``function`` as a checked ONNX model (jax2onnx, the ``export`` extra), ``metadata`` in its
+    metadata_props as JSON under "instagan_jax"; ``batch`` None leaves the batch dimension free."""
+    try:
+        import onnx
+        from jax2onnx import to_onnx
+    except ImportError as error:
+        raise checks.InputError(
+            f"ONNX export needs the export extra: pip install 'instagan-jax[export]' ({error})"
+        ) from None
+    b = "batch" if batch is None else _batch_dimension(batch)
+    model = to_onnx(function, [(b, *shape) for shape in input_shapes], model_name=name, input_names=inputs,
+                    output_names=outputs)  # fmt: skip
+    onnx.helper.set_model_props(model, {"instagan_jax": json.dumps(_with_versions(metadata, "onnx"))})
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_masker_onnx(
+    predictor: masker_train.MaskPredictor, height: int, width: int, metadata: dict, batch: int | None = None
+):
+    """The masker as an ONNX model: input "images", output "masks". Scale 1 only: the other scales
+    resize the photo with antialiasing, which jax2onnx does not convert."""
+    checks.check_image_size(height, width)
+    if predictor.scale != 1:
+        raise checks.InputError(f"an ONNX masker is exported at scale 1, not {predictor.scale} (the resize other "
+                                "scales need has no ONNX form here); export it with --format jax")  # fmt: skip
+    return _onnx_model(_masker_prediction(predictor), [(height, width, 3)], batch, "instagan_masker", ["images"],
+                       ["masks"], metadata)  # fmt: skip
 
 
 def translator_metadata(translator: inference.Translator, direction: str, step: int) -> dict:

@@ -134,7 +134,7 @@ def group(outputs: dict, spec: MaskerSpec) -> jax.Array:
     local_max = jax.lax.reduce_window(heat, -jnp.inf, jax.lax.max, window, (1, 1, 1), "SAME")
     peaks = jnp.where((heat >= local_max) & (heat > spec.centre_threshold), heat, -jnp.inf).reshape(b, h * w)
     scores, index = jax.lax.top_k(peaks, spec.ins_max)  # (B, K)
-    centres = jnp.stack([index // w, index % w], axis=-1).astype(jnp.float32)  # (B, K, 2)
+    centres = _row_and_column(index, w)  # (B, K, 2)
     found = jnp.isfinite(scores)
     pointed = _grid(h, w)[None] + outputs["offset"]  # where each pixel says its centre is
     distance2 = jnp.sum(jnp.square(pointed[:, :, :, None] - centres[:, None, None]), axis=-1)  # (B, H, W, K)
@@ -143,6 +143,17 @@ def group(outputs: dict, spec: MaskerSpec) -> jax.Array:
         (outputs["foreground"] > 0)[..., None] & (nearest[..., None] == jnp.arange(spec.ins_max)) & found[:, None, None]
     )
     return _by_decreasing_area(inside)
+
+
+def _row_and_column(flat_index: jax.Array, width: int) -> jax.Array:
+    """(row, column) of flat indices into rows of ``width``, as float32 (exact below 2^24 pixels).
+
+    In floating point rather than with integer division and remainder: ONNX's TopK gives int64
+    indices where JAX's are int32, and converters then mix the two in integer arithmetic."""
+    index = flat_index.astype(jnp.float32)
+    row = jnp.floor(index / width)
+    row = row + (index - row * width >= width) - (index - row * width < 0)  # a quotient rounded across
+    return jnp.stack([row, index - row * width], axis=-1)
 
 
 def _by_decreasing_area(inside: jax.Array) -> jax.Array:

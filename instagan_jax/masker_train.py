@@ -79,7 +79,17 @@ def predict_smaller(spec: masker_lib.MaskerSpec, size: tuple[int, int], params, 
     return masker_lib.upsampled(predict_masks(spec, params, smaller)[0], foreground)
 
 
+def predict_at_scale(spec: masker_lib.MaskerSpec, scale: float, params, images) -> tuple[jax.Array, jax.Array]:
+    """(masks, full-size foreground) of photos whose objects are ``scale`` times (a number) the
+    masker's: grouped on the photos as they are (1), or resized by 1/scale."""
+    masks, foreground = predict_masks(spec, params, images)
+    if scale != 1:
+        masks = predict_smaller(spec, scaled_size(*images.shape[1:3], scale), params, images, foreground)
+    return masks, foreground
+
+
 _compiled_prediction = jit_at_first_call(predict_masks, static_argnums=0)
+_compiled_at_scale = jit_at_first_call(predict_at_scale, static_argnums=(0, 1))
 _compiled_smaller_prediction = jit_at_first_call(predict_smaller, static_argnums=(0, 1))
 
 
@@ -118,13 +128,10 @@ class MaskPredictor:
         """(masks, (B, H, W) foreground map): the masks and the network's foreground before grouping."""
         images = jnp.asarray(images, jnp.float32)
         checks.check_image_size(*images.shape[1:3])
-        masks, foreground = _compiled_prediction(self.spec, self.params, images)
-        if self.scale == 1:
-            return np.asarray(masks), np.asarray(foreground)
         if self.scale != "auto":  # one scale for the whole batch: one call
-            size = scaled_size(*images.shape[1:3], self.scale)
-            masks = _compiled_smaller_prediction(self.spec, size, self.params, images, foreground)
+            masks, foreground = _compiled_at_scale(self.spec, self.scale, self.params, images)
             return np.asarray(masks), np.asarray(foreground)
+        masks, foreground = _compiled_prediction(self.spec, self.params, images)
         masks, foreground = np.array(masks), np.asarray(foreground)
         for i in range(len(images)):  # auto: each photo at its own scale
             scale = masker_lib.auto_scale(foreground[i], self.spec)

@@ -1,6 +1,7 @@
 """Exported programs (jax.export): the same numbers as Translator and MaskPredictor, read back
 from their files with metadata, and damaged or foreign files named."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -72,17 +73,30 @@ def test_an_exported_translator_computes_what_the_translator_does(
 
 
 def test_an_exported_masker_predicts_what_the_predictor_does(masker_workdir, tmp_path):
+    import onnxruntime  # the export extra (requirements-dev.txt)
+
     spec, params = load_masker(str(masker_workdir / "run"))
+    spec = dataclasses.replace(spec, centre_threshold=0.0)  # a masker trained 2 steps: every peak an instance
     images = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
     for scale in (1, 2):
         predictor = MaskPredictor(spec, params, scale=scale)
+        expected = predictor(images)
+        assert (expected > 0).any(axis=(1, 2)).sum() >= 4  # instances found in both photos
         path = str(tmp_path / f"masker{scale}.zip")
         export.save_program(
             path, export.export_masker(predictor, 32, 32, batch=2), export.masker_metadata(predictor, 2)
         )
         program, stored = export.load_program(path)
         assert stored["computes"] == "masker" and stored["scale"] == scale
-        np.testing.assert_array_equal(program.call(images), predictor(images))
+        np.testing.assert_array_equal(program.call(images), expected)
+        if scale == 1:  # any batch: one photo, then both
+            model = export.export_masker_onnx(predictor, 32, 32, export.masker_metadata(predictor, 2))
+            session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            np.testing.assert_array_equal(session.run(None, {"images": images[:1]})[0], expected[:1])
+            np.testing.assert_array_equal(session.run(None, {"images": images})[0], expected)
+        else:
+            with pytest.raises(ValueError, match="ONNX masker is exported at scale 1, not 2"):
+                export.export_masker_onnx(predictor, 32, 32, export.masker_metadata(predictor, 2))
     with pytest.raises(ValueError, match="fixed scale"):
         export.export_masker(MaskPredictor(spec, params), 32, 32)
 
@@ -154,7 +168,8 @@ def test_an_onnx_translator_computes_what_the_translator_does(default_architectu
         session.run(None, {"images": images[:, :8], "masks": masks})  # a wrong size, named by the runtime
 
 
-def test_a_folder_is_served_with_onnxruntime_alone_as_translate_py_translates_it(converted_workdir, tmp_path):
+def test_a_folder_is_served_with_onnxruntime_alone_as_translate_py_translates_it(converted_workdir, masker_workdir,
+                                                                                  tmp_path):  # fmt: skip
     rng = np.random.default_rng(2)
     for folder in ("testA", "testA_seg"):
         (tmp_path / "data" / folder).mkdir(parents=True)
@@ -175,17 +190,42 @@ def test_a_folder_is_served_with_onnxruntime_alone_as_translate_py_translates_it
     done = tool("translate", f"--workdir={converted_workdir}", f"--dataroot={tmp_path / 'data'}", "--ins_max=4",
                 f"--output_dir={tmp_path / 'ours'}")  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    served = (  # jax and this package made unimportable: the served translation needs neither
-        "import runpy, sys; sys.modules['jax'] = sys.modules['instagan_jax'] = None\n"
-        f"sys.argv = ['serve_onnx.py', '--model={model}', '--dataroot={tmp_path / 'data'}', "
-        f"'--output_dir={tmp_path / 'served'}']\n"
-        f"runpy.run_path({str(REPO / 'experiments' / 'serve_onnx.py')!r}, run_name='__main__')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", served], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "translated 3 photos" in done.stdout
+
+    def serve(dataroot, output, *extra):  # jax and this package made unimportable: serving needs neither
+        served = (
+            "import runpy, sys; sys.modules['jax'] = sys.modules['instagan_jax'] = None\n"
+            f"sys.argv = ['serve_onnx.py', '--model={model}', '--dataroot={dataroot}', '--output_dir={output}', "
+            f"*{list(extra)!r}]\n"
+            f"runpy.run_path({str(REPO / 'experiments' / 'serve_onnx.py')!r}, run_name='__main__')\n"
+        )
+        done = subprocess.run([sys.executable, "-c", served], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "translated 3 photos" in done.stdout
+
+    def assert_same_files(a, b, tolerance):
+        for stem in ("p0", "p1", "p2"):
+            for kind in ("img", "seg"):
+                name = f"{stem}_fake_B_{kind}.png"
+                first, second = (np.asarray(Image.open(tmp_path / d / name), np.int16) for d in (a, b))
+                assert np.abs(first - second).max() <= tolerance, name
+
+    serve(tmp_path / "data", tmp_path / "served")
+    assert_same_files("ours", "served", 1)
+    # With an ONNX masker: the same files as serving the masks it predicts, written as a _seg folder.
+    spec, params = load_masker(str(masker_workdir / "run"))
+    predictor = MaskPredictor(dataclasses.replace(spec, centre_threshold=0.0), params, scale=1)
+    masker_model = export.export_masker_onnx(predictor, SIZE, SIZE, export.masker_metadata(predictor, 2))
+    (tmp_path / "masker.onnx").write_bytes(masker_model.SerializeToString())
+    (tmp_path / "predicted" / "testA_seg").mkdir(parents=True)
+    os.symlink(tmp_path / "data" / "testA", tmp_path / "predicted" / "testA")
     for stem in ("p0", "p1", "p2"):
-        for kind in ("img", "seg"):
-            name = f"{stem}_fake_B_{kind}.png"
-            ours, served_png = (np.asarray(Image.open(tmp_path / d / name), np.int16) for d in ("ours", "served"))
-            assert np.abs(ours - served_png).max() <= 1, name
+        photo = np.asarray(Image.open(tmp_path / "data" / "testA" / f"{stem}.png"), np.float32) / 127.5 - 1
+        for k, mask in enumerate(np.moveaxis(predictor(photo[None])[0][..., :4], -1, 0)):
+            if (mask > 0).any():
+                Image.fromarray(((mask > 0) * 255).astype(np.uint8)).save(
+                    tmp_path / "predicted" / "testA_seg" / f"{stem}_{k}.png"
+                )
+    assert len(os.listdir(tmp_path / "predicted" / "testA_seg")) >= 3
+    serve(tmp_path / "data", tmp_path / "served_masker", f"--masker={tmp_path / 'masker.onnx'}")
+    serve(tmp_path / "predicted", tmp_path / "served_predicted")
+    assert_same_files("served_masker", "served_predicted", 0)
