@@ -2,7 +2,7 @@ r"""Translates a folder of photos with an exported ONNX translator and onnxrunti
 
 Needs only onnxruntime, numpy and pillow (no JAX, not this package):
 
-    python -m venv serve && serve/bin/pip install onnxruntime numpy pillow
+    python -m venv serve && serve/bin/pip install -r requirements-serve.txt
     serve/bin/python experiments/serve_onnx.py --model a2b.onnx --dataroot datasets/mine --phase test \
         --output_dir results
 
