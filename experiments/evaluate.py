@@ -48,7 +48,7 @@ flags.DEFINE_string("json", None, "Where the metrics go; WORKDIR/eval/metrics.js
 flags.DEFINE_string("out_dir", None, "Where the pictures and index.html go; WORKDIR/eval if unset.")
 flags.DEFINE_integer("grid_rows", 8, "Examples shown per direction.", lower_bound=1, upper_bound=1000)
 flags.DEFINE_bool("averaged", True, "Score the generators' moving averages where the run keeps them (ema_decay > 0).")
-flags.DEFINE_string("fid_weights", None, f"pytorch-fid's {inception.WEIGHTS_NAME}: adds FID and KID (README: FID).")
+flags.DEFINE_string("fid_weights", None, f"pytorch-fid's {inception.WEIGHTS_NAME}: adds FID and KID (docs/fid.md).")
 flags.DEFINE_string("fid_weights_sha256", inception.WEIGHTS_SHA256,
                     "The SHA-256 --fid_weights must have; 'any' accepts other Inception weights.")  # fmt: skip
 flags.DEFINE_enum("fid_dims", "2048", [str(d) for d in inception.BLOCKS_FOR_DIMS], "FID feature width (as --dims).")

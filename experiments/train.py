@@ -9,7 +9,7 @@ Re-running the same command resumes from the workdir's latest checkpoint. Tensor
 
 Several hosts: run the same command on each, with --coordinator_address, --num_processes and
 --process_id, or under a cluster launcher JAX recognises (SLURM srun, mpirun, multi-host
-Cloud TPU), which sets them; see the README's "Scale out".
+Cloud TPU), which sets them; see docs/scale_out.md.
 """
 
 import logging as pylogging

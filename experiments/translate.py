@@ -48,7 +48,7 @@ flags.DEFINE_string("output_dir", None, "Where the PNGs go.", required=True)
 flags.DEFINE_enum("masks", "given", ["given", "auto"], "given: read {phase}A_seg/; auto: predict them with a masker.")
 flags.DEFINE_string("masker_workdir", None, "With --masks auto: a workdir of experiments/train_masker.py.")
 flags.DEFINE_string("masker_scale", "auto", "With --masks auto: how many times larger the photos' objects are than "
-                    "the masker's training objects; auto: read off each photo (README: masks).")  # fmt: skip
+                    "the masker's training objects; auto: read off each photo (docs/masks.md).")  # fmt: skip
 flags.DEFINE_string("image_dir", None, "With --masks auto: a folder of photos to use instead of DATAROOT/{phase}A.")
 FLAGS = flags.FLAGS
 

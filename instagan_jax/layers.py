@@ -369,8 +369,8 @@ def _phase_kernels(kernel: jax.Array, folds: dict) -> list[jax.Array]:
     sums; phase (a, b) gets the outer combination of ``folds[a]`` and ``folds[b]``. All phases
     come from one product with a 0/1 matrix, and their gradient is one product back: picking
     taps by index differentiates into one zero-padded full-size copy of the kernel per tap,
-    which the optimizer update then read, summed and transposed (a quarter of a transposed
-    convolution layer's backward and update time at 128x128; the README's Speed section).
+    which the optimizer update then read, summed and transposed (measured with
+    benchmarks/profile_step.py: docs/speed.md).
     """
     mixing = np.concatenate([np.kron(folds[a], folds[b]) for a, b in _PHASES])  # (taps of all phases, 9)
     kh, kw, channels, out = kernel.shape

@@ -2,11 +2,9 @@
 Eigen), and of programs that run once (little optimisation).
 
 XLA's CPU backend hands convolutions to YNNPACK by default (together with dots and
-reductions). For this model's convolutions Eigen's are faster: the train step at 200x200 /
-ngf 64 took 28.9 s instead of 38.8-39.7 s, at 128x128 / ngf 32 6.95-7.05 s instead of
-7.43-7.65 s, the default config 0.545 s instead of 0.577 s (README, Speed); the masker's
-train step at 32x32 36-37 ms instead of 45-47 ms, its prediction 8 ms instead of 12. So the option
-lists the default fusion types without ``INDIVIDUAL_CONVOLUTION``. Options are per program
+reductions). For this model's convolutions Eigen's are faster, in the train steps and in the
+masker's prediction alike (benchmarks/train_step.py; the measurements are in docs/speed.md).
+So the option lists the default fusion types without ``INDIVIDUAL_CONVOLUTION``. Options are per program
 (``jax.jit(compiler_options=...)``), not process-wide flags: other programs keep XLA's
 defaults. A JAX whose XLA no longer knows the option gets none, with a warning, rather
 than a step that does not compile.

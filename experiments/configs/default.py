@@ -2,11 +2,11 @@ r"""Default: InstaGAN on the procedural shapes set (discs <-> squares), sized fo
 
     python experiments/train.py --workdir runs/shapes
 
-Needs no data: the shapes set is generated (about a minute) on the first run. A 2-core CPU
+Needs no data: the shapes set is generated (seconds) on the first run. A 2-core CPU
 runs about 1.9-3.8 steps/s at this size, depending on the machine (32x32, batch 4, ngf 16
 with a mask encoder of width 8, 3 residual blocks, the four mask slots in one chunk), after
 a compilation of under a minute, so the 6000 steps (constant learning rate, then a linear
-decay to zero, as in the paper) take 25-55 minutes; the README's results section shows what
+decay to zero, as in the paper) take 25-55 minutes; docs/results/README.md shows what
 they learn.
 """
 
@@ -30,24 +30,24 @@ def get_config() -> ml_collections.ConfigDict:
     config.shapes_task = "squares"  # shapes: discs <-> squares, discs <-> bars (harder), chosen (squares + bystanders)
     config.coco_categories = ("sheep", "giraffe")  # coco: the A and B categories
     config.skip_bad_files = False  # folder: skip and count unusable images instead of failing
-    config.binary_masks = True  # masks thresholded at half after the resize: squarer masks (README); paper: False
+    config.binary_masks = True  # masks thresholded at half after the resize: squarer masks (docs/training.md); paper: False
     config.decode_once = True  # decode + resize each image once and keep it in memory (uint8); off if RAM is short
     config.batch_size = 4  # global batch, divided over all devices
     config.mesh_shape = (-1,)  # devices on the (data,) axis: -1 = all devices of all processes
     # Model
     config.model = "insta_gan"  # insta_gan | cycle_gan (the baseline)
     config.ngf = 16  # generator width (paper: 64)
-    config.ngf_mask = 8  # InstaGAN's mask-encoder width: 8 is 1.7x faster, as good or better (README); 0: ngf (paper)
-    config.mask_decoder_width = 0  # its mask decoder's: 0 = its input channels / 4 (paper), here 32; 16: README
+    config.ngf_mask = 8  # InstaGAN's mask-encoder width: 8 is 1.7x faster, as good or better (docs/training.md); 0: ngf (paper)
+    config.mask_decoder_width = 0  # its mask decoder's: 0 = its input channels / 4 (paper), here 32; 16: docs/training.md
     config.ndf = 16  # discriminator width (paper: 64)
     config.n_blocks = 3  # residual blocks per encoder (paper: 9)
-    config.n_layers_d = 2  # the discriminators' strided layers: 2 paints more squares at 32x32 (README); paper: 3
+    config.n_layers_d = 2  # the discriminators' strided layers: 2 paints more squares at 32x32 (docs/training.md); paper: 3
     config.compute_dtype = "float32"  # float32 | bfloat16: the networks compute in it (parameters stay float32)
-    config.remat = "none"  # none | block | network: recompute in the backward pass to fit larger batches (README)
+    config.remat = "none"  # none | block | network: recompute in the backward pass to fit larger batches (docs/scale_out.md)
     config.upsample = "resize_conv"  # resize_conv (no checkerboard) | transpose (paper; the authors' checkpoints)
     # Sequential mini-batch
     config.ins_max = 4  # instance slots per image (largest first)
-    config.ins_per = 4  # slots per chunk: all in one here (more squares, 24% faster: README); paper: 2
+    config.ins_per = 4  # slots per chunk: all in one here (more squares, 24% faster: docs/training.md); paper: 2
     config.set_order = "decreasing"  # decreasing | random
     # Losses
     config.gan_loss = "lsgan"  # lsgan | vanilla
@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.lambda_ctx = 1.0
     config.pool_size = 50
     # Optimisation
-    config.learning_rate = 4e-4  # the paper's 2e-4 learns shapes slower in runs this short (README: results)
+    config.learning_rate = 4e-4  # the paper's 2e-4 learns shapes slower in runs this short (docs/training.md)
     config.beta1 = 0.5
     config.ema_decay = 0.999  # translate and evaluate with a moving average of the generators; 0 = off (paper)
     config.num_train_steps = 6000

@@ -12,7 +12,7 @@ from configs import default
 
 def get_config():
     config = default.get_config()
-    config.binary_masks = False  # the masker learns the resize's soft edges (as measured in the README)
+    config.binary_masks = False  # the masker learns the resize's soft edges (as measured: docs/masks.md)
     config.ins_max = 8  # mask slots read per photo: the masker learns from all of its instances
     config.batch_size = 8  # per domain: 16 photos a step
     config.learning_rate = 2e-3  # Adam, cosine decay to 0
