@@ -19,19 +19,21 @@ sync, no data-dependent shape.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
-from instagan_jax import checks, image_pool, losses, sequential
+from instagan_jax import checks, domains, image_pool, losses, sequential
 from instagan_jax import masks as masks_lib
 from instagan_jax.models import IMAGE_CHANNELS, ModelSpec, init_networks
 
-LOSS_NAMES = ("D_A", "G_A", "cyc_A", "idt_A", "ctx_A", "D_B", "G_B", "cyc_B", "idt_B", "ctx_B")
-# which direction's chunk produces each loss (idt_B = |G_B(real_A) - real_A| belongs to A -> B)
-LOSS_DIRECTION = {name: ("A" if name in ("D_A", "G_A", "cyc_A", "idt_B", "ctx_A") else "B") for name in LOSS_NAMES}
+# The loss terms of a direction: its generator's (computed in generator_losses) and its
+# discriminator's. A new loss is a term here and its computation in losses.py.
+GENERATOR_TERMS = ("G", "cyc", "idt", "ctx")
+LOSS_TERMS = ("D", *GENERATOR_TERMS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,9 +129,10 @@ def update_ema(cfg: StepConfig, ema: dict, params: dict, step: jax.Array) -> dic
 
 @dataclasses.dataclass(frozen=True)
 class Direction:
-    """Translation source -> target: the networks and state it uses (the reference's naming)."""
+    """What one translation direction ("AtoB", "BtoA") uses in the step, in the reference's names."""
 
-    source: str  # "A": the domain translated
+    name: str  # domains.DIRECTIONS
+    source: str  # the domain translated ("A")
     target: str
     forward: str  # the generator translating source -> target
     backward: str  # its inverse, for the cycle and identity terms
@@ -137,16 +140,30 @@ class Direction:
     pool: str  # the image pool of fakes of the target (fed to that discriminator)
     cycle_weight: str  # StepConfig field: lambda of the cycle term
 
+    @classmethod
+    def of(cls, name: str) -> Direction:
+        x, y = domains.source(name), domains.target(name)
+        return cls(name, x, y, forward=domains.generator(name), backward=domains.generator(domains.inverse(name)),
+                   discriminator=f"D_{x}", pool=f"fake_{y}", cycle_weight=f"lambda_{x.lower()}")  # fmt: skip
+
     def loss_names(self) -> dict[str, str]:
         """Term -> loss name; the reference calls G_B(real_A)'s identity term idt_B."""
-        x, y = self.source, self.target
-        return {"G": f"G_{x}", "cyc": f"cyc_{x}", "idt": f"idt_{y}", "ctx": f"ctx_{x}", "D": f"D_{x}"}
+        return {term: f"{term}_{self.target if term == 'idt' else self.source}" for term in LOSS_TERMS}
 
 
-DIRECTIONS = (
-    Direction("A", "B", forward="G_A", backward="G_B", discriminator="D_A", pool="fake_B", cycle_weight="lambda_a"),
-    Direction("B", "A", forward="G_B", backward="G_A", discriminator="D_B", pool="fake_A", cycle_weight="lambda_b"),
-)
+BOTH_DIRECTIONS = tuple(Direction.of(name) for name in domains.DIRECTIONS)
+# Each loss in the reference's order (D_A, G_A, cyc_A, idt_A, ...), and the source domain of
+# the direction whose chunk produces it (idt_B = |G_B(real_A) - real_A| belongs to A -> B).
+LOSS_NAMES = tuple(f"{term}_{x}" for x in domains.DOMAINS for term in LOSS_TERMS)
+LOSS_DIRECTION = {name: direction.source for direction in BOTH_DIRECTIONS for name in direction.loss_names().values()}
+
+
+class _Discriminator(NamedTuple):
+    """A discriminator's part of the train state."""
+
+    params: dict
+    opt_state: optax.OptState
+    spectral: dict
 
 
 def _adam_step(cfg: StepConfig, lr: jax.Array, params, grads, opt_state):
@@ -162,30 +179,32 @@ def _present(cfg: StepConfig, chunk: jax.Array) -> jax.Array:
 
 
 def initial_carry(batch: dict) -> dict:
-    """What chunk 0 sees: the real images, and no generated masks yet (every slot empty)."""
+    """What chunk 0 sees: the real images, and no generated masks yet (every slot empty).
+
+    Both keyed by the source domain: ``images["A"]`` is domain A's image as translated so far,
+    ``generated_masks["A"]`` the masks its translation to B has generated so far."""
     return {
-        "image_A": batch["image_A"],
-        "image_B": batch["image_B"],
-        "masks_fake_B": -jnp.ones_like(batch["masks_A"]),  # masks G_A has generated so far
-        "masks_fake_A": -jnp.ones_like(batch["masks_B"]),
+        "images": {x: batch[f"image_{x}"] for x in domains.DOMAINS},
+        "generated_masks": {x: -jnp.ones_like(batch[f"masks_{x}"]) for x in domains.DOMAINS},
     }
 
 
-def generator_losses(cfg: StepConfig, d: Direction, g_params: dict, d_variables: dict, carry: dict, chunk, k):
-    """The generator terms of direction d on chunk k, per example: (terms, D's spectral, fake).
+def generator_losses(cfg: StepConfig, direction: Direction, g_params: dict, d_variables: dict, carry: dict, chunk,
+                     k):  # fmt: skip
+    """The generator terms of ``direction`` on chunk k, per example: (terms, D's spectral, fake).
 
     ``fake`` is the translated image with every mask generated so far (earlier chunks'
     stopped, this chunk's live in slots k*p .. k*p+p-1): what the discriminator judges.
     """
     generator = cfg.spec.call(cfg.spec.generator())
-    forward = lambda v: generator({"params": g_params[d.forward]}, v)
-    backward = lambda v: generator({"params": g_params[d.backward]}, v)
-    lam = getattr(cfg, d.cycle_weight)
-    real = jnp.concatenate([carry[f"image_{d.source}"], chunk], axis=-1)
+    forward = lambda v: generator({"params": g_params[direction.forward]}, v)
+    backward = lambda v: generator({"params": g_params[direction.backward]}, v)
+    lam = getattr(cfg, direction.cycle_weight)
+    real = jnp.concatenate([carry["images"][direction.source], chunk], axis=-1)
     translated = forward(real)
     fake_image, fake_masks = translated[..., :IMAGE_CHANNELS], translated[..., IMAGE_CHANNELS:]
     generated = jax.lax.dynamic_update_slice_in_dim(
-        carry[f"masks_{d.pool}"], fake_masks, k * cfg.slots_per_chunk, axis=3
+        carry["generated_masks"][direction.source], fake_masks, k * cfg.slots_per_chunk, axis=3
     )
     fake = jnp.concatenate([fake_image, generated], axis=-1)
     discriminator = cfg.spec.call(cfg.spec.discriminator(), update_stats=True, mutable=["spectral"])
@@ -196,27 +215,28 @@ def generator_losses(cfg: StepConfig, d: Direction, g_params: dict, d_variables:
         "idt": losses.l1(backward(real), real) * lam * cfg.lambda_idt,
     }
     if cfg.spec.uses_masks:
-        ctx = losses.context_preserving(carry[f"image_{d.source}"], fake_image, chunk, fake_masks)
+        ctx = losses.context_preserving(carry["images"][direction.source], fake_image, chunk, fake_masks)
         terms["ctx"] = ctx * lam * cfg.lambda_ctx
     else:
         terms["ctx"] = jnp.zeros_like(terms["G"])
     return terms, mutated["spectral"], fake
 
 
-def direction_gradients(cfg: StepConfig, d: Direction, g_params: dict, state: TrainState, carry, chunk, k, present):
-    """The gradient of direction d's generator losses on chunk k: (grads, ({loss name: value}, D's spectral, fake)).
+def direction_gradients(cfg: StepConfig, direction: Direction, g_params: dict, state: TrainState, carry, chunk, k,
+                        present):  # fmt: skip
+    """The gradient of ``direction``'s generator losses on chunk k: (grads, ({loss name: value}, D's spectral, fake)).
 
-    Computed only if some example of the batch has an instance of d's source in the chunk
+    Computed only if some example of the batch has an instance of the direction's source in the chunk
     (``lax.cond`` around the forward and backward pass). Otherwise: zero gradient and
     losses, D's spectral state as it was and the image as it is, all that the full
     computation would have kept; so the step's cost follows the instances, as in the
     reference's loop, which skips a direction whose chunk is empty.
     """
-    d_variables = {"params": state.params[d.discriminator], "spectral": state.spectral[d.discriminator]}
-    names = d.loss_names()
+    d_variables = {"params": state.params[direction.discriminator], "spectral": state.spectral[direction.discriminator]}
+    names = direction.loss_names()
 
     def loss(g):
-        terms, spectral, fake = generator_losses(cfg, d, g, d_variables, carry, chunk, k)
+        terms, spectral, fake = generator_losses(cfg, direction, g, d_variables, carry, chunk, k)
         named = {names[term]: losses.masked_mean(value, present) for term, value in terms.items()}
         return sum(named.values()), (named, spectral, jax.lax.stop_gradient(fake))
 
@@ -225,8 +245,9 @@ def direction_gradients(cfg: StepConfig, d: Direction, g_params: dict, state: Tr
         return compute()
 
     def skip():
-        named = {names[term]: jnp.zeros((), jnp.float32) for term in ("G", "cyc", "idt", "ctx")}
-        image_so_far = jnp.concatenate([carry[f"image_{d.source}"], carry[f"masks_{d.pool}"]], axis=-1)
+        named = {names[term]: jnp.zeros((), jnp.float32) for term in GENERATOR_TERMS}
+        x = direction.source
+        image_so_far = jnp.concatenate([carry["images"][x], carry["generated_masks"][x]], axis=-1)
         return jax.tree.map(jnp.zeros_like, g_params), (named, d_variables["spectral"], image_so_far)
 
     return jax.lax.cond(present.any(), compute, skip)
@@ -241,12 +262,13 @@ def update_generators(cfg: StepConfig, lr, state: TrainState, carry: dict, chunk
     """
     g_params = generators(state.params)
     spectral, named, fakes, grads = dict(state.spectral), {}, {}, []
-    for d in DIRECTIONS:
-        g, (d_named, spectral[d.discriminator], fakes[d.source]) = direction_gradients(
-            cfg, d, g_params, state, carry, chunks[d.source], k, present[d.source]
+    for direction in BOTH_DIRECTIONS:
+        x = direction.source
+        g, (direction_named, spectral[direction.discriminator], fakes[x]) = direction_gradients(
+            cfg, direction, g_params, state, carry, chunks[x], k, present[x]
         )
         grads.append(g)
-        named.update(d_named)
+        named.update(direction_named)
     any_present = present["A"].any() | present["B"].any()
     new_g, opt_g = jax.lax.cond(
         any_present,
@@ -256,13 +278,15 @@ def update_generators(cfg: StepConfig, lr, state: TrainState, carry: dict, chunk
     return new_g, opt_g, spectral, named, fakes
 
 
-def update_discriminator(cfg: StepConfig, lr, d: Direction, state: TrainState, spectral, real, fake, present, key):
-    """One Adam step on d's discriminator: real target image vs. a pooled fake.
+def update_discriminator(cfg: StepConfig, lr, direction: Direction, state: TrainState, spectral, real, fake, present,
+                         key):  # fmt: skip
+    """One Adam step on the direction's discriminator: real target image vs. a pooled fake.
 
     Returns (params, opt state, spectral state, pool, loss); all unchanged, and nothing
-    computed (``lax.cond``), if no example has an instance of d's source domain in this chunk.
+    computed (``lax.cond``), if no example has an instance of the source domain in this chunk.
     """
-    old = (state.params[d.discriminator], state.opt_d[d.discriminator], state.spectral[d.discriminator])
+    name = direction.discriminator
+    before = _Discriminator(state.params[name], state.opt_d[name], state.spectral[name])
     apply = cfg.spec.call(cfg.spec.discriminator(), update_stats=True, mutable=["spectral"])
 
     def loss(d_params, spectral_in, pooled):
@@ -274,21 +298,20 @@ def update_discriminator(cfg: StepConfig, lr, d: Direction, state: TrainState, s
         return losses.masked_mean(per_example, present), s2["spectral"]
 
     def update(spectral):
-        pool, pooled = image_pool.query(state.pools[d.pool], fake, present, key)
-        (d_loss, new_spectral), grads = jax.value_and_grad(loss, has_aux=True)(old[0], spectral, pooled)
-        return (*_adam_step(cfg, lr, old[0], grads, old[1]), new_spectral, pool, d_loss)
+        pool, pooled = image_pool.query(state.pools[direction.pool], fake, present, key)
+        (d_loss, new_spectral), grads = jax.value_and_grad(loss, has_aux=True)(before.params, spectral, pooled)
+        return (*_adam_step(cfg, lr, before.params, grads, before.opt_state), new_spectral, pool, d_loss)
 
-    skip = lambda spectral: (*old, state.pools[d.pool], jnp.zeros((), jnp.float32))
+    skip = lambda spectral: (*before, state.pools[direction.pool], jnp.zeros((), jnp.float32))
     return jax.lax.cond(present.any(), update, skip, spectral)
 
 
-def carry_on(carry: dict, d: Direction, fake: jax.Array, present: jax.Array) -> dict:
+def carry_on(carry: dict, direction: Direction, fake: jax.Array, present: jax.Array) -> dict:
     """The next chunk sees the translated image (where the example had an instance) and the masks so far."""
-    carry = dict(carry)
-    keep = present[:, None, None, None]
-    carry[f"image_{d.source}"] = jnp.where(keep, fake[..., :IMAGE_CHANNELS], carry[f"image_{d.source}"])
-    carry[f"masks_{d.pool}"] = fake[..., IMAGE_CHANNELS:]
-    return carry
+    x, keep = direction.source, present[:, None, None, None]
+    images = dict(carry["images"], **{x: jnp.where(keep, fake[..., :IMAGE_CHANNELS], carry["images"][x])})
+    generated = dict(carry["generated_masks"], **{x: fake[..., IMAGE_CHANNELS:]})
+    return {"images": images, "generated_masks": generated}
 
 
 def chunk_step(cfg: StepConfig, lr, state: TrainState, carry: dict, k, chunks: dict, batch: dict):
@@ -302,17 +325,13 @@ def chunk_step(cfg: StepConfig, lr, state: TrainState, carry: dict, k, chunks: d
     g_params, opt_g, spectral, named, fakes = update_generators(cfg, lr, state, carry, chunks, present, k)
     params, opt_d, pools = dict(state.params, **g_params), dict(state.opt_d), dict(state.pools)
     key, *pool_keys = jax.random.split(state.key, 3)
-    for d, pool_key in zip(DIRECTIONS, pool_keys, strict=True):
-        real = jnp.concatenate([batch[f"image_{d.target}"], batch[f"masks_{d.target}"]], axis=-1)
-        fake = fakes[d.source]
-        (
-            params[d.discriminator],
-            opt_d[d.discriminator],
-            spectral[d.discriminator],
-            pools[d.pool],
-            named[d.loss_names()["D"]],
-        ) = update_discriminator(cfg, lr, d, state, spectral[d.discriminator], real, fake, present[d.source], pool_key)
-        carry = carry_on(carry, d, fake, present[d.source])
+    for direction, pool_key in zip(BOTH_DIRECTIONS, pool_keys, strict=True):
+        x, y, name = direction.source, direction.target, direction.discriminator
+        real = jnp.concatenate([batch[f"image_{y}"], batch[f"masks_{y}"]], axis=-1)
+        (params[name], opt_d[name], spectral[name], pools[direction.pool], named[direction.loss_names()["D"]]) = (
+            update_discriminator(cfg, lr, direction, state, spectral[name], real, fakes[x], present[x], pool_key)
+        )
+        carry = carry_on(carry, direction, fakes[x], present[x])
     # Everything above already kept its old value where its direction had no instance; an
     # all-empty chunk must not advance the random key either.
     any_present = present["A"].any() | present["B"].any()

@@ -63,18 +63,17 @@ def _gradients(spec: ModelSpec, nets: dict, batch: dict) -> tuple:
     state = ts.create_state(cfg, jax.random.PRNGKey(0), 32, 32, networks=nets)
     carry, chunk, present = ts.initial_carry(batch), batch["masks_A"], jnp.ones((2,), bool)
     g_params = ts.generators(state.params)
-    g_grads, (g_losses, _, fake) = ts.direction_gradients(cfg, ts.DIRECTIONS[0], g_params, state, carry, chunk, 0,
-                                                          present)  # fmt: skip
-    d = ts.DIRECTIONS[0]
+    a_to_b = ts.BOTH_DIRECTIONS[0]
+    g_grads, (g_losses, _, fake) = ts.direction_gradients(cfg, a_to_b, g_params, state, carry, chunk, 0, present)
     real = jnp.concatenate([batch["image_B"], batch["masks_B"]], axis=-1)
 
     def d_loss(params):
         apply = cfg.spec.call(cfg.spec.discriminator(), update_stats=True, mutable=["spectral"])
-        logits, _ = apply({"params": params, "spectral": state.spectral[d.discriminator]}, real)
-        fake_logits, _ = apply({"params": params, "spectral": state.spectral[d.discriminator]}, fake)
+        logits, _ = apply({"params": params, "spectral": state.spectral[a_to_b.discriminator]}, real)
+        fake_logits, _ = apply({"params": params, "spectral": state.spectral[a_to_b.discriminator]}, fake)
         return jnp.mean(jnp.square(logits - 1)) + jnp.mean(jnp.square(fake_logits))
 
-    d_grads = jax.grad(d_loss)(state.params[d.discriminator])
+    d_grads = jax.grad(d_loss)(state.params[a_to_b.discriminator])
     return g_grads, g_losses, d_grads
 
 
