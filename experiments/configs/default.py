@@ -30,34 +30,24 @@ def get_config() -> ml_collections.ConfigDict:
     config.shapes_task = "squares"  # shapes: discs <-> squares, discs <-> bars (harder), chosen (squares + bystanders)
     config.coco_categories = ("sheep", "giraffe")  # coco: the A and B categories
     config.skip_bad_files = False  # folder: skip and count unusable images instead of failing
-    config.binary_masks = (
-        True  # masks thresholded at half after the resize: squarer masks (docs/training.md); paper: False
-    )
+    config.binary_masks = True  # masks thresholded at half after the resize: squarer masks; paper: False
     config.decode_once = True  # decode + resize each image once and keep it in memory (uint8); off if RAM is short
     config.batch_size = 4  # global batch, divided over all devices
     config.mesh_shape = (-1,)  # devices on the (data,) axis: -1 = all devices of all processes
-    # Model
+    # Model (each departure from the paper and what it measured: docs/training.md)
     config.model = "insta_gan"  # insta_gan | cycle_gan (the baseline)
     config.ngf = 16  # generator width (paper: 64)
-    config.ngf_mask = (
-        8  # InstaGAN's mask-encoder width: 8 is 1.7x faster, as good or better (docs/training.md); 0: ngf (paper)
-    )
-    config.mask_decoder_width = (
-        0  # its mask decoder's: 0 = its input channels / 4 (paper), here 32; 16: docs/training.md
-    )
+    config.ngf_mask = 8  # InstaGAN's mask-encoder width: 8 is faster, as good or better; 0: ngf (paper)
+    config.mask_decoder_width = 0  # its mask decoder's: 0 = its input channels / 4 (paper), here 32
     config.ndf = 16  # discriminator width (paper: 64)
     config.n_blocks = 3  # residual blocks per encoder (paper: 9)
-    config.n_layers_d = (
-        2  # the discriminators' strided layers: 2 paints more squares at 32x32 (docs/training.md); paper: 3
-    )
+    config.n_layers_d = 2  # the discriminators' strided layers: 2 paints more squares at 32x32; paper: 3
     config.compute_dtype = "float32"  # float32 | bfloat16: the networks compute in it (parameters stay float32)
-    config.remat = (
-        "none"  # none | block | network: recompute in the backward pass to fit larger batches (docs/scale_out.md)
-    )
+    config.remat = "none"  # none | block | network: recompute in the backward pass (docs/scale_out.md)
     config.upsample = "resize_conv"  # resize_conv (no checkerboard) | transpose (paper; the authors' checkpoints)
     # Sequential mini-batch
     config.ins_max = 4  # instance slots per image (largest first)
-    config.ins_per = 4  # slots per chunk: all in one here (more squares, 24% faster: docs/training.md); paper: 2
+    config.ins_per = 4  # slots per chunk: all in one here (more squares, faster steps); paper: 2
     config.set_order = "decreasing"  # decreasing | random
     # Losses
     config.gan_loss = "lsgan"  # lsgan | vanilla
