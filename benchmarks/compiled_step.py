@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from synthetic import synthetic_batch
 
-from instagan_jax import layers, parallel
+from instagan_jax import convolution, layers, parallel
 from instagan_jax import train_step as ts
 from instagan_jax.models import ModelSpec
 
@@ -34,8 +34,8 @@ def add_step_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unroll", choices=["no", "yes"], default="no", help="unroll the chunk scan")
     parser.add_argument("--compute_dtype", choices=layers.COMPUTE_DTYPES, default="float32")
     parser.add_argument("--remat", choices=layers.REMAT, default="none", help="what the backward pass recomputes")
-    parser.add_argument("--convolutions", choices=layers.CONVOLUTION_FORMS, default=None,
-                        help="layers.conv2d's forms (default: the backend's, cpu on a CPU)")  # fmt: skip
+    parser.add_argument("--convolutions", choices=convolution.CONVOLUTION_FORMS, default=None,
+                        help="convolution.conv2d's forms (default: the backend's, cpu on a CPU)")  # fmt: skip
 
 
 def one_step_parser(description: str, steps: int) -> argparse.ArgumentParser:
@@ -67,7 +67,7 @@ def compile_step(args: argparse.Namespace, ins_max: int):
     --batch_size per device), compiled as train.py compiles it.
     """
     if args.convolutions:  # read when the step is traced
-        os.environ[layers.CONVOLUTIONS_VARIABLE] = args.convolutions
+        os.environ[convolution.CONVOLUTIONS_VARIABLE] = args.convolutions
     cfg = step_config(args, ins_max)
     mesh = parallel.make_mesh()
     state = jax.device_put(ts.create_state(cfg, jax.random.PRNGKey(0), args.size, args.size), parallel.replicated(mesh))

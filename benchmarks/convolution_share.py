@@ -4,13 +4,13 @@ r"""What the train step's convolutions cost: the step timed without each of thei
 
 Eigen runs convolutions asynchronously, so the trace of benchmarks/profile_step.py sees only
 their launch. This script measures them by leaving them out: it compiles the step of
-benchmarks/train_step.py again with one role of every convolution in ``layers.conv2d``
+benchmarks/train_step.py again with one role of every convolution in ``convolution.conv2d``
 (forward, input gradient, kernel gradient, or all three) replaced by a stand-in of the same
 shape that only averages what it reads, and times each variant, alternating over --rounds
 (this machine's times drift). The stand-ins make the numbers meaningless; only the times
 count. What a role saves, alone or with the others, is the time it takes in the step as
 XLA schedules it, side by side with other work. The generators' 7x7 output layers (matrix
-products, ``layers._conv_by_tap_products``) keep running in every variant.
+products) keep running in every variant.
 
 --alone also times each of the step's convolutions on its own (its shape and window from the
 compiled step, how often it runs from a trace), one shape at a time with its operands hot in
@@ -22,7 +22,6 @@ import collections
 import functools
 import re
 import time
-from unittest import mock
 
 import compiled_step
 import jax
@@ -30,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import profile_step
 
-from instagan_jax import layers, xla_options
+from instagan_jax import convolution, xla_options
 from instagan_jax.json_files import write_json
 
 ROLES = ("forward", "input gradient", "kernel gradient")
@@ -43,18 +42,18 @@ def _stand_in(shape, *inputs) -> jax.Array:
 
 
 def convolution_without(roles: tuple[str, ...]):
-    """``layers._conv2d`` with the given roles replaced by stand-ins (same custom gradient otherwise)."""
+    """The general convolution with the given roles replaced by stand-ins (same custom gradient otherwise)."""
 
     @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
     def conv(x, kernel, stride, padding):
         return forward(x, kernel, stride, padding)[0]
 
     def forward(x, kernel, stride, padding):
-        y, residuals = layers._conv2d_forward(x, kernel, stride, padding)
+        y, residuals = convolution.general_forward(x, kernel, stride, padding)
         return (_stand_in(y.shape, x, kernel) if "forward" in roles else y), residuals
 
     def backward(stride, padding, residuals, dy):
-        dx, dk = layers._conv2d_backward(stride, padding, residuals, dy)
+        dx, dk = convolution.general_backward(stride, padding, residuals, dy)
         x, kernel = residuals
         dx = _stand_in(dx.shape, dy, kernel) if "input gradient" in roles else dx
         dk = _stand_in(dk.shape, dy, x) if "kernel gradient" in roles else dk
@@ -66,7 +65,7 @@ def convolution_without(roles: tuple[str, ...]):
 
 def time_variant(args, roles: tuple[str, ...]) -> float:
     """Median seconds of --steps steps of the step compiled without ``roles``."""
-    with mock.patch.object(layers, "_conv2d", convolution_without(roles)):
+    with convolution.substituted(convolution_without(roles)):
         compiled, _, state, batch, _ = compiled_step.compile_step(args, args.ins_max)
     _, times = compiled_step.time_steps(compiled, state, batch, args.steps)
     return float(np.median(times))

@@ -28,7 +28,7 @@ import compiled_step
 import jax
 import numpy as np
 
-from instagan_jax import layers
+from instagan_jax import convolution
 from instagan_jax.json_files import read_json, write_json
 
 
@@ -60,7 +60,7 @@ def measure(args, ins_max: int) -> dict:
         **memory_fields(memory),
         "flops": float(cost.get("flops", float("nan"))) * chunks_run(args, cfg) if cost else None,
         "device": jax.devices()[0].device_kind, "device_count": jax.device_count(), "unroll": args.unroll,
-        "convolutions": layers.convolution_forms(),
+        "convolutions": convolution.convolution_forms(),
         **compared,
     }  # fmt: skip
 

@@ -26,7 +26,7 @@ def scan_chunks(body, init, xs, unroll: bool = False, busy: jax.Array | None = N
     ``unroll=True`` traces the body once per chunk instead, with no loop left in the program
     (for comparisons, and for exports to formats without a usable loop, e.g. ONNX through
     jax2onnx: it compiles longer and holds every chunk's activations). Both run at the same speed on CPU too, since
-    ``layers.conv2d`` writes convolution gradients in the form XLA's CPU backend runs fast
+    ``convolution.conv2d`` writes convolution gradients in the form XLA's CPU backend runs fast
     inside a while loop (with autodiff's own form the rolled loop was 6x slower).
 
     ``busy`` ((K,) bool: does chunk k hold an instance anywhere in the batch?) lets the rolled

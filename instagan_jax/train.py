@@ -23,8 +23,8 @@ from clu import metric_writers
 from instagan_jax import (
     checkpoint,
     checks,
+    convolution,
     domains,
-    layers,
     parallel,
     summaries,
     training_config,
@@ -77,8 +77,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
 
     mesh = parallel.make_mesh(config.mesh_shape[0])
     logging.info(
-        "%d %s devices (%s); convolutions in their %s forms (layers.convolution_forms)", jax.device_count(),
-        jax.default_backend(), jax.devices()[0].device_kind, layers.convolution_forms(),
+        "%d %s devices (%s); convolutions in their %s forms (convolution.convolution_forms)", jax.device_count(),
+        jax.default_backend(), jax.devices()[0].device_kind, convolution.convolution_forms(),
     )  # fmt: skip
     replicated = parallel.replicated(mesh)
     h, w = config.fine_size

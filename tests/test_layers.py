@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from instagan_jax import layers
+from instagan_jax import convolution, layers
 
 
 def test_instance_norm_is_per_example_and_channel():
@@ -99,7 +99,7 @@ def test_spectral_conv_normalises_by_the_top_singular_value():
 )
 def test_conv2d_equals_xla_convolution_values_and_gradients(monkeypatch, size, kernel, stride, padding, out):
     """conv2d's faster CPU forms (few outputs, hand-written gradients) give XLA's numbers up to rounding."""
-    monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, "cpu")  # on any backend
+    monkeypatch.setenv(convolution.CONVOLUTIONS_VARIABLE, "cpu")  # on any backend
     lo, hi = (padding, padding) if isinstance(padding, int) else padding
     pads = ((lo, hi), (lo, hi))
     x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size - 1, 8))
@@ -107,7 +107,7 @@ def test_conv2d_equals_xla_convolution_values_and_gradients(monkeypatch, size, k
     reference = lambda x, w: jax.lax.conv_general_dilated(
         x, w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
-    ours = lambda x, w: layers.conv2d(x, w, stride, pads)
+    ours = lambda x, w: convolution.conv2d(x, w, stride, pads)
     loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w)))
     pairs = [(ours(x, w), reference(x, w))]
     pairs += zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(reference), (0, 1))(x, w), strict=True)
@@ -121,9 +121,9 @@ def test_conv2d_equals_xla_convolution_values_and_gradients(monkeypatch, size, k
 def test_only_layers_narrowing_from_many_inputs_to_few_outputs_run_as_tap_products(
     monkeypatch, kernel_shape, as_convolution
 ):
-    monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, "cpu")
+    monkeypatch.setenv(convolution.CONVOLUTIONS_VARIABLE, "cpu")
     x, kernel = jnp.ones((1, 9, 9, kernel_shape[2])), jnp.ones(kernel_shape)
-    jaxpr = str(jax.make_jaxpr(lambda x, k: layers.conv2d(x, k, 1, ((1, 1), (1, 1))))(x, kernel))
+    jaxpr = str(jax.make_jaxpr(lambda x, k: convolution.conv2d(x, k, 1, ((1, 1), (1, 1))))(x, kernel))
     assert ("conv_general_dilated" in jaxpr) == as_convolution
 
 
@@ -201,15 +201,31 @@ def test_upsampling_computes_shared_channels_once_per_group_as_if_concatenated(u
 
 def test_convolution_forms_follow_the_backend_unless_the_variable_says(monkeypatch):
     x, kernel = jnp.ones((1, 9, 9, 16)), jnp.ones((7, 7, 16, 3))  # the CPU forms: tap products, no convolution
-    convolves = lambda: (
-        "conv_general_dilated" in str(jax.make_jaxpr(lambda x, k: layers.conv2d(x, k, 1, ((1, 1), (1, 1))))(x, kernel))
-    )
-    monkeypatch.delenv(layers.CONVOLUTIONS_VARIABLE, raising=False)
-    assert layers.convolution_forms() == "cpu" and not convolves()
+    traced = lambda: str(jax.make_jaxpr(lambda x, k: convolution.conv2d(x, k, 1, ((1, 1), (1, 1))))(x, kernel))
+    convolves = lambda: "conv_general_dilated" in traced()
+    monkeypatch.delenv(convolution.CONVOLUTIONS_VARIABLE, raising=False)
+    assert convolution.convolution_forms() == "cpu" and not convolves()
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert layers.convolution_forms() == "native" and convolves()
-    monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, "cpu")
-    assert layers.convolution_forms() == "cpu" and not convolves()
-    monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, "cuda")
+    assert convolution.convolution_forms() == "native" and convolves()
+    monkeypatch.setenv(convolution.CONVOLUTIONS_VARIABLE, "cpu")
+    assert convolution.convolution_forms() == "cpu" and not convolves()
+    monkeypatch.setenv(convolution.CONVOLUTIONS_VARIABLE, "cuda")
     with pytest.raises(ValueError, match=r"INSTAGAN_JAX_CONVOLUTIONS must be one of .*'cuda'"):
-        layers.conv2d(x, kernel, 1, ((1, 1), (1, 1)))
+        convolution.conv2d(x, kernel, 1, ((1, 1), (1, 1)))
+
+
+def test_a_substituted_convolution_takes_the_general_forms_place_and_only_there(monkeypatch):
+    monkeypatch.setenv(convolution.CONVOLUTIONS_VARIABLE, "cpu")
+    seen = []
+
+    def stand_in(x, kernel, stride, padding):
+        seen.append((kernel.shape, stride))
+        return jnp.zeros((x.shape[0], 4, 4, kernel.shape[-1]))
+
+    x = jnp.ones((1, 8, 8, 16))
+    with convolution.substituted(stand_in):
+        strided = convolution.conv2d(x, jnp.ones((3, 3, 16, 8)), 2, ((1, 1), (1, 1)))
+        narrow = convolution.conv2d(x, jnp.ones((7, 7, 16, 3)), 1, ((3, 3), (3, 3)))  # the output layers' own form
+    assert seen == [((3, 3, 16, 8), 2)] and float(jnp.abs(strided).max()) == 0.0
+    assert narrow.shape == (1, 8, 8, 3) and float(narrow.min()) > 0
+    assert float(convolution.conv2d(x, jnp.ones((3, 3, 16, 8)), 2, ((1, 1), (1, 1))).min()) > 0  # restored after

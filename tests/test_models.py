@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from instagan_jax import layers
+from instagan_jax import convolution
 from instagan_jax.models import ModelSpec, init_networks
 from instagan_jax.torch_import import convert_checkpoint_dir
 
@@ -225,7 +225,7 @@ def test_resize_conv_generators_have_their_own_parameters_and_translate_sets():
 
 @pytest.mark.parametrize("upsample", ["transpose", "resize_conv"])
 def test_native_convolutions_give_the_cpu_forms_numbers_and_gradients(monkeypatch, upsample):
-    """A GPU or TPU takes XLA's own convolutions (layers.convolution_forms): same networks, same numbers.
+    """A GPU or TPU takes XLA's own convolutions (convolution.convolution_forms): same networks, same numbers.
 
     In float64, so that the comparison is sharp (the forms differ only in summation order);
     ngf 8 so that the output layers run as tap products in the CPU forms; 32x24 so that the
@@ -245,7 +245,7 @@ def test_native_convolutions_give_the_cpu_forms_numbers_and_gradients(monkeypatc
 
         results = {}
         for forms in ("cpu", "native"):
-            monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, forms)
+            monkeypatch.setenv(convolution.CONVOLUTIONS_VARIABLE, forms)
             results[forms] = jax.jit(jax.value_and_grad(loss))(params)  # traced anew: the variable is read then
     (value, grads), (native_value, native_grads) = results["cpu"], results["native"]
     chex.assert_trees_all_equal_shapes_and_dtypes(native_grads, grads)

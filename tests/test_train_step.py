@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import normalised_bias
 
-from instagan_jax import layers, parallel
+from instagan_jax import convolution, parallel
 from instagan_jax import train_step as ts
 from instagan_jax.models import ModelSpec
 from instagan_jax.torch_import import convert_state_dict
@@ -21,9 +21,9 @@ def nhwc(x):
     return jnp.asarray(np.asarray(x).transpose(0, 2, 3, 1))
 
 
-@pytest.mark.parametrize("convolutions", ["cpu", "native"])  # native: what a GPU or TPU runs (layers.convolution_forms)
+@pytest.mark.parametrize("convolutions", ["cpu", "native"])  # native: what a GPU or TPU runs
 def test_one_step_matches_the_reference(converted, golden_dir, monkeypatch, convolutions):
-    monkeypatch.setenv(layers.CONVOLUTIONS_VARIABLE, convolutions)
+    monkeypatch.setenv(convolution.CONVOLUTIONS_VARIABLE, convolutions)
     spec, nets = converted
     golden = np.load(golden_dir / "train_step.npz")
     cfg = ts.StepConfig(spec=spec, ins_max=4, ins_per=2, pool_size=0)
