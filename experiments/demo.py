@@ -13,7 +13,7 @@ from absl import app, flags
 
 from instagan_jax import checks, cli, demo
 from instagan_jax.inference import Translator
-from instagan_jax.masker_train import MaskPredictor
+from instagan_jax.mask_prediction import MaskPredictor
 
 flags.DEFINE_string("workdir", None, "Workdir with the generators (trained or converted).", required=True)
 flags.DEFINE_string("masker_workdir", None, "Workdir of experiments/train_masker.py, for “Predict masks”.")

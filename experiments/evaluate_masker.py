@@ -23,7 +23,7 @@ from instagan_jax import checkpoint, checks, cli, domains, evaluation, json_file
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
-from instagan_jax.masker_train import MaskPredictor
+from instagan_jax.mask_prediction import MaskPredictor
 
 flags.DEFINE_string("workdir", None, "Masker workdir (experiments/train_masker.py).", required=True)
 flags.DEFINE_string("instagan_workdir", None, "An InstaGAN workdir to translate with predicted vs. true masks.")

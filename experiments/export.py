@@ -23,6 +23,7 @@ from absl import app, flags
 from instagan_jax import checkpoint, checks, cli, domains, export
 from instagan_jax.inference import Translator
 from instagan_jax.json_files import write_whole
+from instagan_jax.mask_prediction import MaskPredictor
 
 flags.DEFINE_string("workdir", None, "Workdir of the translator to export (trained or converted).")
 flags.DEFINE_string("masker_workdir", None, "Workdir of a masker (experiments/train_masker.py) to export instead.")
@@ -65,8 +66,6 @@ def main(argv):
             return
         exported = export.export_translator(translator, FLAGS.direction, FLAGS.height, FLAGS.width, batch)
     else:
-        from instagan_jax.masker_train import MaskPredictor
-
         predictor = MaskPredictor.from_workdir(FLAGS.masker_workdir, FLAGS.step, scale=FLAGS.masker_scale)
         metadata = export.masker_metadata(predictor, step_read(FLAGS.masker_workdir))
         if FLAGS.format == "onnx":

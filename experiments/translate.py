@@ -22,6 +22,7 @@ from instagan_jax import checks, cli, domains, image_io, layers, mask_import
 from instagan_jax import masker as masker_lib
 from instagan_jax import masks as masks_lib
 from instagan_jax.inference import Translator, prepare_masks
+from instagan_jax.mask_prediction import MaskPredictor
 
 flags.DEFINE_string("workdir", None, "Workdir holding the checkpoint (trained or converted).", required=True)
 flags.DEFINE_string("dataroot", None, "Dataset root in the authors' layout (not needed with --image_dir).")
@@ -98,9 +99,7 @@ def main(argv):
     for path in paths:
         checks.check_name(os.path.join(FLAGS.output_dir, output_name(path, target, "img")), f"the output of {path}")
     masker = None
-    if auto:  # imported here: the masker's module brings tensorflow, seconds of start-up a translation needs not
-        from instagan_jax.masker_train import MaskPredictor
-
+    if auto:
         masker = MaskPredictor.from_workdir(FLAGS.masker_workdir, scale=FLAGS.masker_scale)
     translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max,
                                          memory_limit_gb=FLAGS.memory_limit_gb,

@@ -36,6 +36,7 @@ UNREADABLE_SUBDIR = "unreadable_checkpoints"  # where damaged checkpoints are mo
 DELETED_SUBDIR = "deleted"
 TRAIN_ITEMS = ("networks", "model_spec", "trainer", "config", "ema")
 EMA_ITEM = "ema"
+JSON_ITEMS = ("model_spec", "masker_spec", "config")  # items stored as JSON; the others are arrays
 
 
 class CheckpointError(ValueError):
@@ -75,7 +76,7 @@ def manager(
     workdir: str, max_to_keep: int | None = None, item_names=("networks", "model_spec")
 ) -> ocp.CheckpointManager:
     handlers = {
-        name: ocp.JsonCheckpointHandler() if name in ("model_spec", "config") else ocp.StandardCheckpointHandler()
+        name: ocp.JsonCheckpointHandler() if name in JSON_ITEMS else ocp.StandardCheckpointHandler()
         for name in item_names
     }
     return ocp.CheckpointManager(
@@ -88,6 +89,30 @@ def manager(
             max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True, todelete_subdir=DELETED_SUBDIR
         ),
     )
+
+
+@contextlib.contextmanager
+def opened(workdir: str, step: int | None, item_names: tuple[str, ...], hint: str):
+    """(manager, step) for reading ``workdir``'s checkpoint ``step``, the newest if None;
+    FileNotFoundError naming the folder (and ``hint``, what makes one) if there is none."""
+    if not os.path.isdir(checkpoint_dir(workdir)):
+        raise FileNotFoundError(f"no checkpoints under {checkpoint_dir(workdir)} {hint}")
+    with manager(workdir, item_names=item_names) as mngr:  # all items known: no warnings about the others
+        step = mngr.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{checkpoint_dir(workdir)} holds no complete checkpoint")
+        yield mngr, step
+
+
+def restore_json(mngr: ocp.CheckpointManager, workdir: str, step: int, item: str):
+    with reading(workdir, step, item):
+        return mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
+
+
+def restore_arrays(mngr: ocp.CheckpointManager, workdir: str, step: int, item: str, target):
+    """The arrays of ``item`` as ``target``'s shapes and dtypes, on one device whatever wrote them."""
+    with reading(workdir, step, item):
+        return mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))[item]
 
 
 def complete_steps(workdir: str) -> list[int]:
@@ -157,30 +182,15 @@ def load_networks(
     them (a run with ema_decay > 0), else the trained weights. Works whatever topology wrote
     the checkpoint (e.g. an 8-device run read in Colab).
     """
-    if not os.path.isdir(checkpoint_dir(workdir)):
-        raise FileNotFoundError(f"no checkpoints under {checkpoint_dir(workdir)} (convert or train first)")
-    with manager(workdir, item_names=TRAIN_ITEMS) as mngr:  # all items known: no warnings about the others
-        step = mngr.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{checkpoint_dir(workdir)} holds no complete checkpoint")
+    with opened(workdir, step, TRAIN_ITEMS, "(convert or train first)") as (mngr, step):
         with reading(workdir, step, "model_spec"):
-            spec = ModelSpec.from_dict(
-                mngr.restore(step, args=ocp.args.Composite(model_spec=ocp.args.JsonRestore()))["model_spec"]
-            )
-        with reading(workdir, step, "networks"):
-            stored = mngr.item_metadata(step)["networks"]
-            _check_stored_shapes(stored, spec, step_dir(workdir, step))
-            target = _single_device_target(stored)
-            networks = mngr.restore(step, args=ocp.args.Composite(networks=ocp.args.StandardRestore(target)))[
-                "networks"
-            ]
-        if averaged and has_ema(workdir, step):
-            with reading(workdir, step, EMA_ITEM):
-                stored = mngr.item_metadata(step)[EMA_ITEM]
+            spec = ModelSpec.from_dict(restore_json(mngr, workdir, step, "model_spec"))
+        networks = {}
+        for item in ("networks", EMA_ITEM) if averaged and has_ema(workdir, step) else ("networks",):
+            with reading(workdir, step, item):
+                stored = mngr.item_metadata(step)[item]
                 _check_stored_shapes(stored, spec, step_dir(workdir, step))
-                ema = mngr.restore(step, args=ocp.args.Composite(ema=ocp.args.StandardRestore(
-                    _single_device_target(stored))))[EMA_ITEM]  # fmt: skip
-            networks.update(ema)
+            networks.update(restore_arrays(mngr, workdir, step, item, _single_device_target(stored)))  # EMA last
     if names is not None:
         missing = [n for n in names if n not in networks]
         if missing:

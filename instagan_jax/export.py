@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 import instagan_jax
-from instagan_jax import checks, domains, inference, masker_train, masks
+from instagan_jax import checks, domains, inference, mask_prediction, masks
 from instagan_jax.json_files import MAX_JSON_BYTES, write_whole
 
 PROGRAM, METADATA = "program.bin", "metadata.json"
@@ -82,7 +82,7 @@ def export_translator_onnx(
                        ["images", "masks"], ["translated", "translated_masks"], metadata)  # fmt: skip
 
 
-def _masker_prediction(predictor: masker_train.MaskPredictor):
+def _masker_prediction(predictor: mask_prediction.MaskPredictor):
     """What a masker's program computes: images -> masks at the predictor's fixed scale."""
     if predictor.scale == "auto":
         raise checks.InputError(
@@ -90,13 +90,13 @@ def _masker_prediction(predictor: masker_train.MaskPredictor):
         )
 
     def predict(images):
-        return masker_train.predict_at_scale(predictor.spec, predictor.scale, predictor.params, images)[0]
+        return mask_prediction.predict_at_scale(predictor.spec, predictor.scale, predictor.params, images)[0]
 
     return predict
 
 
 def export_masker(
-    predictor: masker_train.MaskPredictor, height: int, width: int, batch: int | None = None
+    predictor: mask_prediction.MaskPredictor, height: int, width: int, batch: int | None = None
 ) -> jax.export.Exported:
     """images (B, H, W, 3) -> (B, H, W, ins_max) masks, largest first (scale 1: the photo as it is)."""
     checks.check_image_size(height, width)
@@ -123,7 +123,7 @@ def _onnx_model(function, input_shapes, batch, name: str, inputs: list[str], out
 
 
 def export_masker_onnx(
-    predictor: masker_train.MaskPredictor, height: int, width: int, metadata: dict, batch: int | None = None
+    predictor: mask_prediction.MaskPredictor, height: int, width: int, metadata: dict, batch: int | None = None
 ):
     """The masker as an ONNX model: input "images", output "masks". Scale 1 only: the other scales
     resize the photo with antialiasing, which jax2onnx does not convert."""
@@ -147,7 +147,7 @@ def translator_metadata(translator: inference.Translator, direction: str, step: 
     }  # fmt: skip
 
 
-def masker_metadata(predictor: masker_train.MaskPredictor, step: int) -> dict:
+def masker_metadata(predictor: mask_prediction.MaskPredictor, step: int) -> dict:
     return {
         "computes": "masker", "scale": predictor.scale, "masker_spec": dataclasses.asdict(predictor.spec),
         "step": step, "inputs": ["images float32 (B, H, W, 3) in [-1, 1]"],

@@ -101,7 +101,7 @@ class Translator:
         if masks is None:
             if self.masker is None:
                 raise ValueError("no masks given and no masker: pass masks, or build the Translator with "
-                                 "masker=MaskPredictor.from_workdir(DIR) (instagan_jax.masker_train)")  # fmt: skip
+                                 "masker=MaskPredictor.from_workdir(DIR) (instagan_jax.mask_prediction)")  # fmt: skip
             masks = self.masker(np.asarray(image, np.float32)[None])[0]
         masks = np.stack(masks, -1) if isinstance(masks, (list, tuple)) else np.asarray(masks)
         prepared = prepare_masks(masks, self.ins_max)

@@ -4,19 +4,16 @@ The masker learns from a dataset's own photos and instance masks, both domains m
 the same tfds data and input pipeline as InstaGAN (config.dataset and the data keys), on one
 device. Checkpoints (orbax, WORKDIR/checkpoints: the parameters, the optimiser state and the
 MaskerSpec as JSON) are written every config.checkpoint_every_steps and on SIGTERM / SIGINT;
-rerunning the same command resumes from the newest. ``load_masker`` reads a workdir for
-prediction, checking the stored spec and shapes like checkpoint.load_networks.
+rerunning the same command resumes from the newest. Prediction with a trained masker is
+mask_prediction.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
-import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -24,12 +21,12 @@ import orbax.checkpoint as ocp
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import checkpoint, checks, summaries, training_config, training_loop, workdir_lock
+from instagan_jax import checkpoint, checks, mask_prediction, summaries, training_config, training_loop, workdir_lock
 from instagan_jax import masker as masker_lib
 from instagan_jax.datasets import training_data
-from instagan_jax.xla_options import compiler_options, jit_at_first_call
+from instagan_jax.xla_options import compiler_options
 
-ITEMS = ("masker", "trainer", "masker_spec", "config")
+ITEMS = mask_prediction.ITEMS
 OBJECT_SIZE_BATCHES = 8  # training batches whose masks measure the spec's object_size
 
 
@@ -43,104 +40,6 @@ def _manager(workdir: str, max_to_keep: int | None = None) -> ocp.CheckpointMana
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
     return ocp.CheckpointManager(checkpoint.checkpoint_dir(workdir), item_names=ITEMS, item_handlers=handlers,
                                  options=options)  # fmt: skip
-
-
-def _init_params(spec: masker_lib.MaskerSpec, key, height: int, width: int):
-    net = spec.network()
-    return net.init(key, jnp.zeros((1, height, width, 3)))["params"]
-
-
-def load_masker(workdir: str, step: int | None = None) -> tuple[masker_lib.MaskerSpec, dict]:
-    """(spec, params) of a masker workdir's newest (or given) checkpoint; CheckpointError if damaged."""
-    if not os.path.isdir(checkpoint.checkpoint_dir(workdir)):
-        raise FileNotFoundError(f"no checkpoints under {checkpoint.checkpoint_dir(workdir)} (train a masker first)")
-    with _manager(workdir) as mngr:
-        step = mngr.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{checkpoint.checkpoint_dir(workdir)} holds no complete checkpoint")
-        with checkpoint.reading(workdir, step, "masker_spec"):
-            stored = mngr.restore(step, args=ocp.args.Composite(masker_spec=ocp.args.JsonRestore()))["masker_spec"]
-            spec = masker_lib.MaskerSpec.from_dict(stored)
-        with checkpoint.reading(workdir, step, "masker"):
-            expected = jax.eval_shape(functools.partial(_init_params, spec, jax.random.PRNGKey(0), 32, 32))
-            target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), expected)
-            params = mngr.restore(step, args=ocp.args.Composite(masker=ocp.args.StandardRestore(target)))["masker"]
-    return spec, params
-
-
-def predict_masks(spec: masker_lib.MaskerSpec, params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-    outputs = spec.network().apply({"params": params}, images)
-    return masker_lib.group(outputs, spec), outputs["foreground"] > 0
-
-
-def predict_smaller(spec: masker_lib.MaskerSpec, size: tuple[int, int], params, images, foreground) -> jax.Array:
-    """Masks grouped on the images resized to ``size``, within their full-size foreground."""
-    smaller = jax.image.resize(images, (images.shape[0], *size, images.shape[-1]), "linear")
-    return masker_lib.upsampled(predict_masks(spec, params, smaller)[0], foreground)
-
-
-def predict_at_scale(spec: masker_lib.MaskerSpec, scale: float, params, images) -> tuple[jax.Array, jax.Array]:
-    """(masks, full-size foreground) of photos whose objects are ``scale`` times (a number) the
-    masker's: grouped on the photos as they are (1), or resized by 1/scale."""
-    masks, foreground = predict_masks(spec, params, images)
-    if scale != 1:
-        masks = predict_smaller(spec, scaled_size(*images.shape[1:3], scale), params, images, foreground)
-    return masks, foreground
-
-
-_compiled_prediction = jit_at_first_call(predict_masks, static_argnums=0)
-_compiled_at_scale = jit_at_first_call(predict_at_scale, static_argnums=(0, 1))
-_compiled_smaller_prediction = jit_at_first_call(predict_smaller, static_argnums=(0, 1))
-
-
-def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """(H, W) divided by ``scale``, each the nearest multiple of checks.SIZE_MULTIPLE (at least twice it)."""
-    step = checks.SIZE_MULTIPLE
-    return tuple(max(2 * step, step * round(side / scale / step)) for side in (height, width))
-
-
-@dataclasses.dataclass(frozen=True)
-class MaskPredictor:
-    """A trained masker as a function: (B, H, W, 3) images in [-1, 1] -> (B, H, W, ins_max) masks,
-    largest first, as InstaGAN reads them (``Translator(..., masker=MaskPredictor.from_workdir(DIR))``).
-
-    ``scale``: how many times larger a photo's objects are than those the masker learnt from;
-    the masker then groups instances on the photo resized by 1/scale, and keeps the outlines
-    of its full-size foreground. "auto" (default) reads it off each photo's foreground
-    (masker.auto_scale); 1 masks every photo as it is.
-    """
-
-    spec: masker_lib.MaskerSpec
-    params: dict
-    scale: float | str = "auto"
-
-    def __post_init__(self):
-        object.__setattr__(self, "scale", masker_lib.parse_scale(self.scale))
-
-    @classmethod
-    def from_workdir(cls, workdir: str, step: int | None = None, scale: float | str = "auto") -> MaskPredictor:
-        return cls(*load_masker(workdir, step), scale=scale)
-
-    def __call__(self, images) -> np.ndarray:
-        return self.predict(images)[0]
-
-    def predict(self, images) -> tuple[np.ndarray, np.ndarray]:
-        """(masks, (B, H, W) foreground map): the masks and the network's foreground before grouping."""
-        images = jnp.asarray(images, jnp.float32)
-        checks.check_image_size(*images.shape[1:3])
-        if self.scale != "auto":  # one scale for the whole batch: one call
-            masks, foreground = _compiled_at_scale(self.spec, self.scale, self.params, images)
-            return np.asarray(masks), np.asarray(foreground)
-        masks, foreground = _compiled_prediction(self.spec, self.params, images)
-        masks, foreground = np.array(masks), np.asarray(foreground)
-        for i in range(len(images)):  # auto: each photo at its own scale
-            scale = masker_lib.auto_scale(foreground[i], self.spec)
-            if scale != 1:
-                size = scaled_size(*images.shape[1:3], scale)
-                masks[i] = _compiled_smaller_prediction(
-                    self.spec, size, self.params, images[i : i + 1], foreground[i : i + 1]
-                )[0]
-        return masks, foreground
 
 
 def make_step(spec: masker_lib.MaskerSpec, optimizer: optax.GradientTransformation):
@@ -164,7 +63,7 @@ def _both_domains(batch: dict) -> tuple[np.ndarray, np.ndarray]:
 def masks_picture(spec: masker_lib.MaskerSpec, params, batch: dict) -> np.ndarray:
     """photo | true masks | predicted masks, one row per held-out photo of each domain."""
     images, masks = _both_domains(batch)
-    predicted = MaskPredictor(spec, params)(images)
+    predicted = mask_prediction.MaskPredictor(spec, params)(images)
     rows = [[summaries.to_unit(images[i]), summaries.colour_masks(masks[i]), summaries.colour_masks(predicted[i])]
             for i in range(len(images))]  # fmt: skip
     return summaries.grid(rows)
@@ -196,7 +95,7 @@ def _train_masker(config: ml_collections.ConfigDict, workdir: str, spec: masker_
     h, w = config.fine_size
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.num_train_steps)
     optimizer = optax.adam(schedule)
-    params = _init_params(spec, jax.random.PRNGKey(config.seed), h, w)
+    params = mask_prediction.init_params(spec, jax.random.PRNGKey(config.seed), h, w)
     opt_state, start = optimizer.init(params), 0
     mngr = _manager(workdir, config.max_checkpoints_to_keep)
     if mngr.latest_step() is not None:

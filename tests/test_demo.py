@@ -17,7 +17,7 @@ from helpers import REPO, running
 from PIL import Image
 
 from instagan_jax.inference import Translator
-from instagan_jax.masker_train import MaskPredictor
+from instagan_jax.mask_prediction import MaskPredictor
 
 if os.environ.get("INSTAGAN_REQUIRE_BROWSER"):  # CI: the demo must import (a gradio change fails here, not skips)
     from instagan_jax import demo

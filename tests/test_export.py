@@ -17,7 +17,7 @@ from PIL import Image
 
 from instagan_jax import checkpoint, export, models
 from instagan_jax.inference import Translator, prepare_masks
-from instagan_jax.masker_train import MaskPredictor, load_masker
+from instagan_jax.mask_prediction import MaskPredictor, load_masker
 
 SIZE = 16
 # A Python whose environment holds requirements-serve.txt alone (.ci/run makes one); unset, the

@@ -15,7 +15,7 @@ import pytest
 from helpers import REPO, diverging_from, masker_config
 from PIL import Image
 
-from instagan_jax import checkpoint, divergence, evaluation, image_io, masker, masker_train
+from instagan_jax import checkpoint, divergence, evaluation, image_io, mask_prediction, masker, masker_train
 from instagan_jax.inference import Translator
 
 SPEC = masker.MaskerSpec(width=4, n_blocks=1, ins_max=4)
@@ -97,15 +97,15 @@ def test_a_masker_scale_is_auto_or_a_sensible_number(value):
 
 
 def test_a_masker_at_scale_2_masks_the_half_size_photo(masker_workdir):
-    spec, params = masker_train.load_masker(str(masker_workdir / "run"))
+    spec, params = mask_prediction.load_masker(str(masker_workdir / "run"))
     photo = jax.random.uniform(jax.random.PRNGKey(0), (1, 16, 16, 3), minval=-1, maxval=1)
     photo = jax.image.resize(photo, (1, 64, 64, 3), "linear")  # smooth, so that halving it loses little
-    masks, foreground = masker_train.MaskPredictor(spec, params, scale=2).predict(photo)
-    half = masker_train.MaskPredictor(spec, params, scale=1)(jax.image.resize(photo, (1, 32, 32, 3), "linear"))
+    masks, foreground = mask_prediction.MaskPredictor(spec, params, scale=2).predict(photo)
+    half = mask_prediction.MaskPredictor(spec, params, scale=1)(jax.image.resize(photo, (1, 32, 32, 3), "linear"))
     expected = np.asarray(masker.upsampled(jnp.asarray(half), jnp.asarray(foreground)))
     chex.assert_shape(masks, (1, 64, 64, 4))
     assert np.mean(masks != expected) < 0.01
-    assert np.array_equal(foreground, masker_train.MaskPredictor(spec, params, scale=1).predict(photo)[1])
+    assert np.array_equal(foreground, mask_prediction.MaskPredictor(spec, params, scale=1).predict(photo)[1])
 
 
 def test_a_masker_spec_refuses_values_a_hostile_workdir_could_hold():
@@ -126,7 +126,7 @@ def test_a_masker_spec_refuses_values_a_hostile_workdir_could_hold():
 def test_training_resumes_and_the_workdir_predicts_masks_as_instagan_reads_them(masker_workdir, tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(masker_workdir / "run", workdir)
-    before = masker_train.load_masker(str(workdir))[1]
+    before = mask_prediction.load_masker(str(workdir))[1]
     stored_spec = workdir / "checkpoints" / "2" / "masker_spec" / "metadata"
     recorded = json.loads(stored_spec.read_text())
     assert 2 < recorded.pop("object_size") < 16  # the training objects' size, in pixels
@@ -134,7 +134,7 @@ def test_training_resumes_and_the_workdir_predicts_masks_as_instagan_reads_them(
     after = masker_train.train_masker(masker_config(masker_workdir, num_train_steps=4), str(workdir))
     assert checkpoint.complete_steps(workdir) == [2, 4]
     assert not np.allclose(jax.tree.leaves(before)[0], jax.tree.leaves(after)[0])  # resumed and trained on
-    predictor = masker_train.MaskPredictor.from_workdir(str(workdir))
+    predictor = mask_prediction.MaskPredictor.from_workdir(str(workdir))
     assert dataclasses.replace(predictor.spec, object_size=0) == masker.MaskerSpec(width=4, n_blocks=1, ins_max=4)
     assert predictor.spec.object_size > 2 and predictor.scale == "auto"
     masks = predictor(np.zeros((3, 32, 32, 3), np.float32))
@@ -161,7 +161,7 @@ def test_a_damaged_masker_workdir_is_named(masker_workdir, tmp_path):
     shutil.copytree(masker_workdir / "run", workdir)
     (workdir / "checkpoints" / "2" / "masker_spec" / "metadata").write_text('{"width": -1}')
     with pytest.raises(checkpoint.CheckpointError, match=r"checkpoints/2: cannot read its masker_spec"):
-        masker_train.load_masker(str(workdir))
+        mask_prediction.load_masker(str(workdir))
 
 
 def test_photos_without_masks_are_translated_with_predicted_ones(masker_workdir, converted_workdir, tmp_path):
@@ -179,7 +179,7 @@ def test_photos_without_masks_are_translated_with_predicted_ones(masker_workdir,
     for name in ("p0", "p1"):
         assert np.asarray(Image.open(out / f"{name}_fake_B_img.png")).shape == (32, 32, 3)
     predicted = image_io.index_masks(str(out / "predicted_masks"))
-    predictor = masker_train.MaskPredictor.from_workdir(str(masker_workdir / "run"))
+    predictor = mask_prediction.MaskPredictor.from_workdir(str(masker_workdir / "run"))
     for name in ("p0", "p1"):  # every mask it used, in the authors' layout: as many as the masker finds
         masks = predictor(image_io.read_image(str(photos / f"{name}.png"))[None])[0]
         found = masks[..., (masks > 0).any(axis=(0, 1))]
@@ -199,7 +199,7 @@ def test_the_python_api_predicts_masks_when_given_none(masker_workdir, converted
     image = np.zeros((32, 32, 3), np.float32)
     with pytest.raises(ValueError, match="no masks given and no masker"):
         translator.translate(image)
-    translator.masker = masker_train.MaskPredictor.from_workdir(str(masker_workdir / "run"))
+    translator.masker = mask_prediction.MaskPredictor.from_workdir(str(masker_workdir / "run"))
     out = translator.translate(image, direction="BtoA")
     chex.assert_shape([out["image"], out["input_masks"]], [(32, 32, 3), (32, 32, 4)])
     np.testing.assert_array_equal(out["input_masks"], translator.masker(image[None])[0])
