@@ -36,8 +36,8 @@ from instagan_jax import (
     json_files,
     summaries,
     training_config,
+    training_data,
 )
-from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
 
 flags.DEFINE_string("workdir", None, "Training workdir.", required=True)

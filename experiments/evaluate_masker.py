@@ -19,9 +19,8 @@ import os
 import numpy as np
 from absl import app, flags
 
-from instagan_jax import checkpoint, checks, cli, domains, evaluation, json_files, training_config
+from instagan_jax import checkpoint, checks, cli, domains, evaluation, json_files, training_config, training_data
 from instagan_jax import masker as masker_lib
-from instagan_jax.datasets import training_data
 from instagan_jax.inference import Translator
 from instagan_jax.mask_prediction import MaskPredictor
 

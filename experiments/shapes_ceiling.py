@@ -15,8 +15,7 @@ discs shrink apart.
 from absl import app, flags
 from ml_collections import config_flags
 
-from instagan_jax import domains, evaluation, json_files, training_config
-from instagan_jax.datasets import training_data
+from instagan_jax import domains, evaluation, json_files, training_config, training_data
 
 config_flags.DEFINE_config_file("config", "experiments/configs/default.py", "The study's config (its data keys).")
 flags.DEFINE_integer("num_examples", 200, "Held-out examples per direction (evaluate.py's default: 200).")

@@ -21,9 +21,17 @@ import orbax.checkpoint as ocp
 from absl import logging
 from clu import metric_writers
 
-from instagan_jax import checkpoint, checks, mask_prediction, summaries, training_config, training_loop, workdir_lock
+from instagan_jax import (
+    checkpoint,
+    checks,
+    mask_prediction,
+    summaries,
+    training_config,
+    training_data,
+    training_loop,
+    workdir_lock,
+)
 from instagan_jax import masker as masker_lib
-from instagan_jax.datasets import training_data
 from instagan_jax.xla_options import compiler_options
 
 ITEMS = mask_prediction.ITEMS

@@ -54,10 +54,16 @@ def split_chunks(masks: jax.Array, ins_per: int) -> jax.Array:
     return masks.reshape(b, h, w, n // ins_per, ins_per).transpose(3, 0, 1, 2, 4)
 
 
+def chunk_holds_instance(chunk: jax.Array) -> jax.Array:
+    """(B, H, W, P) -> (B,) bool: does the example's chunk hold an instance in any of its slots?
+    The one test of a chunk's emptiness: training and translation skip by it."""
+    return jnp.any(slot_validity(chunk), axis=-1)
+
+
 def busy_chunks(chunks: jax.Array) -> jax.Array:
-    """(K, B, H, W, P) -> (K,) bool: does chunk k hold an instance in any example (slot_validity's test)?"""
-    per_slot = slot_validity(chunks.reshape(-1, *chunks.shape[2:]))  # (K * B, P)
-    return jnp.any(per_slot.reshape(chunks.shape[0], -1), axis=1)
+    """(K, B, H, W, P) -> (K,) bool: does chunk k hold an instance in any example?"""
+    per_example = chunk_holds_instance(chunks.reshape(-1, *chunks.shape[2:]))  # (K * B,)
+    return jnp.any(per_example.reshape(chunks.shape[0], -1), axis=1)
 
 
 def join_chunks(chunks: jax.Array) -> jax.Array:

@@ -73,12 +73,12 @@ def translate(
 
     def run_chunk(image, chunk):
         out = generate(jnp.concatenate([image, chunk], axis=-1))
-        present = jnp.any(masks_lib.slot_validity(chunk), axis=-1)  # (B,)
+        present = masks_lib.chunk_holds_instance(chunk)  # (B,)
         image = jnp.where(present[:, None, None, None], out[..., :channels], image)
         return image, out[..., channels:]
 
     def step(image, chunk):
-        has_any = jnp.any(masks_lib.slot_validity(chunk))
+        has_any = jnp.any(masks_lib.chunk_holds_instance(chunk))
         return jax.lax.cond(has_any, run_chunk, lambda im, ch: (im, ch), image, chunk)
 
     chunks = masks_lib.split_chunks(masks, ins_per)

@@ -1,6 +1,6 @@
 """train(config, workdir): the one training loop.
 
-It builds the data (datasets/training_data.py) and the sharded, jitted train step, resumes
+It builds the data (training_data.py) and the sharded, jitted train step, resumes
 from the workdir's newest readable checkpoint (checkpoint.py's policy; or starts fresh, or
 fine-tunes from a converted authors' checkpoint), and then steps, logs, draws and saves
 through training_loop.run_steps, which also ends the run cleanly on SIGTERM / SIGINT (after a
@@ -28,12 +28,12 @@ from instagan_jax import (
     parallel,
     summaries,
     training_config,
+    training_data,
     training_loop,
     workdir_lock,
     xla_options,
 )
 from instagan_jax import train_step as ts
-from instagan_jax.datasets import training_data
 from instagan_jax.inference import translate_arrays
 
 
@@ -59,6 +59,32 @@ def translation_picture(cfg: ts.StepConfig, state: ts.TrainState, batch: dict) -
     return summaries.grid(rows)
 
 
+def restore_or_initialise(config, cfg: ts.StepConfig, workdir: str, mngr, sharding) -> ts.TrainState:
+    """The workdir's newest readable checkpoint (checked against the config), or a fresh state:
+    random networks, or config.init_from's (fine-tuning, e.g. a converted authors' checkpoint)."""
+    pretrained = None
+    if config.init_from:
+        init_spec, pretrained = checkpoint.load_networks(config.init_from)
+        if init_spec != cfg.spec:
+            raise TrainingError(
+                f"config.init_from {config.init_from} holds {init_spec}; the config asks for {cfg.spec}"
+            )
+    h, w = config.fine_size
+
+    def init_state():
+        return ts.create_state(cfg, jax.random.PRNGKey(config.seed), h, w, networks=pretrained)
+
+    state = checkpoint.restore_newest_readable(
+        mngr, workdir, jax.eval_shape(init_state), sharding,
+        lambda saved: training_config.check_resume_compatible(config, saved),
+    )  # fmt: skip
+    if state is not None:
+        return state
+    if pretrained is None:  # built in place on every device, identical on every process
+        return jax.jit(init_state, out_shardings=sharding, compiler_options=xla_options.run_once_options())()
+    return jax.device_put(init_state(), sharding)  # large pretrained weights: copied, not baked in as constants
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
     """Trains until config.num_train_steps; resumes from the workdir's newest readable checkpoint.
 
@@ -80,32 +106,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
         "%d %s devices (%s); convolutions in their %s forms (convolution.convolution_forms)", jax.device_count(),
         jax.default_backend(), jax.devices()[0].device_kind, convolution.convolution_forms(),
     )  # fmt: skip
-    replicated = parallel.replicated(mesh)
-    h, w = config.fine_size
-    key = jax.random.PRNGKey(config.seed)
-
-    pretrained = None
-    if config.init_from:  # fine-tuning, e.g. from a converted authors' checkpoint
-        init_spec, pretrained = checkpoint.load_networks(config.init_from)
-        if init_spec != cfg.spec:
-            raise TrainingError(
-                f"config.init_from {config.init_from} holds {init_spec}; the config asks for {cfg.spec}"
-            )
-
-    def init_state():
-        return ts.create_state(cfg, key, h, w, networks=pretrained)
-
-    abstract = jax.eval_shape(init_state)
     mngr = checkpoint.manager(workdir, config.max_checkpoints_to_keep, item_names=checkpoint.TRAIN_ITEMS)
-    state = checkpoint.restore_newest_readable(
-        mngr, workdir, abstract, replicated, lambda saved: training_config.check_resume_compatible(config, saved)
-    )
-    start = 0 if state is None else int(state.step)
-    if state is None:
-        if pretrained is None:  # built in place on every device, identical on every process
-            state = jax.jit(init_state, out_shardings=replicated, compiler_options=xla_options.run_once_options())()
-        else:  # large pretrained weights: copied, not baked into a program as constants
-            state = jax.device_put(init_state(), replicated)
+    state = restore_or_initialise(config, cfg, workdir, mngr, parallel.replicated(mesh))
+    start = int(state.step)
     if start >= config.num_train_steps:
         logging.info("already trained %d >= %d steps", start, config.num_train_steps)
         return state

@@ -175,7 +175,7 @@ def _present(cfg: StepConfig, chunk: jax.Array) -> jax.Array:
     """(B,) does the example have an instance in this chunk? Always, for the CycleGAN baseline."""
     if not cfg.spec.uses_masks:
         return jnp.ones(chunk.shape[0], bool)
-    return jnp.any(masks_lib.slot_validity(chunk), axis=-1)
+    return masks_lib.chunk_holds_instance(chunk)
 
 
 def initial_carry(batch: dict) -> dict:

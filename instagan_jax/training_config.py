@@ -3,7 +3,7 @@
 ``validate`` refuses a bad config before anything is built, naming the key; ``model_spec``
 and ``step_config`` derive the model and step settings from the keys of the same names;
 ``check_resume_compatible`` guards resuming a workdir with a changed model or data shape.
-The data module reads the data keys (datasets/training_data.py), the loop its bookkeeping keys.
+The data module reads the data keys (training_data.py), the loop its bookkeeping keys.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import ml_collections
 from instagan_jax import checks
 from instagan_jax import train_step as ts
 from instagan_jax.checkpoint import CheckpointError
-from instagan_jax.datasets import shapes
+from instagan_jax.datasets import DATASETS, shapes
 from instagan_jax.layers import COMPUTE_DTYPES, REMAT
 from instagan_jax.models import ModelSpec
 
@@ -29,7 +29,6 @@ SHAPE_KEYS = ("model", "ngf", "ngf_mask", "mask_decoder_width", "ndf", "n_blocks
 # SHAPE_KEYS added after checkpoints first stored their config, with the value older ones were made with.
 ADDED_SHAPE_KEYS = {"n_layers_d": 3, "shapes_task": "squares", "ngf_mask": 0, "mask_decoder_width": 0,
                     "binary_masks": False}  # fmt: skip
-DATASETS = ("shapes", "folder", "coco")
 BIG = 10**9  # a step count no run reaches
 # Integer keys and their ranges. max_checkpoints_to_keep >= 1: orbax's 0 would keep none.
 INTEGER_RANGES = {

@@ -58,7 +58,7 @@ def diverging_from(step: int, monkeypatch) -> None:
     would be: what both training loops must stop at before saving."""
     import numpy as np
 
-    from instagan_jax.datasets import training_data
+    from instagan_jax import training_data
 
     build_data = training_data.build_data
 

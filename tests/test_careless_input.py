@@ -15,8 +15,8 @@ import pytest
 from helpers import REPO, tiny_config
 from PIL import Image
 
-from instagan_jax import checkpoint, checks, image_io, mask_import, train, training_config, workdir_lock
-from instagan_jax.datasets import builders, training_data
+from instagan_jax import checkpoint, checks, image_io, mask_import, train, training_config, training_data, workdir_lock
+from instagan_jax.datasets import builders
 from instagan_jax.inference import prepare_masks
 
 

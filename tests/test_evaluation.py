@@ -12,8 +12,7 @@ import tensorflow as tf
 from helpers import tiny_config
 from PIL import Image
 
-from instagan_jax import evaluation, train
-from instagan_jax.datasets import training_data
+from instagan_jax import evaluation, train, training_data
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RED, BLUE, GREY = (0.9, 0.1, 0.1), (0.1, 0.2, 0.9), (0.5, 0.55, 0.5)

@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from instagan_jax import image_io
-from instagan_jax.datasets import shapes
+from instagan_jax.datasets import DATASETS, shapes
 
 _VERSION = tfds.core.Version("1.0.0")
 # A data_dir holding this file (or only these builders' folders) is ours to prepare datasets in.
@@ -229,32 +229,47 @@ def prepare(
     in the authors' layout) or "coco" (``dataroot`` = a local COCO 2017; ``coco`` sets the
     categories).
     """
-    download_config = None
-    if dataset == "shapes":
-        builder = InstaganShapes(config=shapes or ShapesConfig(name="default"), data_dir=data_dir)
-    elif dataset in ("folder", "coco"):
+    if dataset not in _PREPARERS:
+        raise ValueError(f"unknown dataset {dataset!r}: expected one of {DATASETS}")
+    if dataset != "shapes":
         if not dataroot:
             raise ValueError(f"dataset {dataset!r} needs a dataroot")
         if not os.path.isdir(dataroot):
             raise image_io.DataError(f"{dataroot}: dataroot does not exist")
-        download_config = tfds.download.DownloadConfig(manual_dir=os.path.abspath(dataroot))
-        if dataset == "folder":
-            # one prepared copy per dataroot and content: named after the folder, its path and a
-            # fingerprint of its files, so that a changed folder is prepared again, never stale
-            digest = hashlib.sha1(os.path.abspath(dataroot).encode()).hexdigest()[:8]
-            name = f"{os.path.basename(os.path.normpath(dataroot))}_{digest}_{folder_fingerprint(dataroot)}"
-            config = FolderConfig(name=name, skip_bad_files=skip_bad_files)
-            builder = InstaganFolder(config=config, data_dir=data_dir)
-        else:  # named by its annotation files too: new annotations are prepared again
-            coco = coco or CocoConfig(name="sheep_giraffe")
-            coco = dataclasses.replace(coco, name=f"{coco.name}_{files_fingerprint(dataroot, ['annotations'])}")
-            builder = InstaganCoco(config=coco, data_dir=data_dir)
-    else:
-        raise ValueError(f"unknown dataset {dataset!r}: expected 'shapes', 'folder' or 'coco'")
+    builder, download_config = _PREPARERS[dataset](data_dir, dataroot, shapes, coco, skip_bad_files)
     if not _is_prepared(builder):
         _announce(builder, dataset, dataroot)
     builder.download_and_prepare(download_config=download_config)
     return builder
+
+
+def _shapes_builder(data_dir, dataroot, shapes_config, coco, skip_bad_files):
+    return InstaganShapes(config=shapes_config or ShapesConfig(name="default"), data_dir=data_dir), None
+
+
+def _manual(dataroot: str) -> tfds.download.DownloadConfig:
+    return tfds.download.DownloadConfig(manual_dir=os.path.abspath(dataroot))
+
+
+def _folder_builder(data_dir, dataroot, shapes_config, coco, skip_bad_files):
+    """One prepared copy per dataroot and content: named after the folder, its path and a
+    fingerprint of its files, so that a changed folder is prepared again, never stale."""
+    digest = hashlib.sha1(os.path.abspath(dataroot).encode()).hexdigest()[:8]
+    name = f"{os.path.basename(os.path.normpath(dataroot))}_{digest}_{folder_fingerprint(dataroot)}"
+    config = FolderConfig(name=name, skip_bad_files=skip_bad_files)
+    return InstaganFolder(config=config, data_dir=data_dir), _manual(dataroot)
+
+
+def _coco_builder(data_dir, dataroot, shapes_config, coco, skip_bad_files):
+    """Named by its annotation files too: new annotations are prepared again."""
+    coco = coco or CocoConfig(name="sheep_giraffe")
+    coco = dataclasses.replace(coco, name=f"{coco.name}_{files_fingerprint(dataroot, ['annotations'])}")
+    return InstaganCoco(config=coco, data_dir=data_dir), _manual(dataroot)
+
+
+# dataset name -> (data_dir, dataroot, shapes config, coco config, skip_bad_files) -> (builder, download config)
+_PREPARERS = {"shapes": _shapes_builder, "folder": _folder_builder, "coco": _coco_builder}
+assert tuple(_PREPARERS) == DATASETS, "every dataset name has its preparer"
 
 
 def folder_fingerprint(dataroot: str) -> str:
