@@ -110,7 +110,7 @@ class MomentAccumulator:
 
     def statistics(self) -> Statistics:
         if self.count < 2:
-            raise ValueError(f"a covariance needs at least 2 photos, got {self.count}")
+            raise checks.InputError(f"a covariance needs at least 2 photos, got {self.count}")
         mean_centred = self.total / self.count
         sigma = (self.outer - self.count * np.outer(mean_centred, mean_centred)) / (self.count - 1)
         features = np.concatenate(self.kept) if self.kept is not None else None
@@ -255,6 +255,8 @@ def statistics_of_path(path: str, extractor: InceptionFeatures, keep_features: b
     ``progress``: wraps the photo paths (e.g. tqdm) for a progress bar with an ETA."""
     if os.path.isdir(path):
         paths = folder_photo_paths(path)
+        if len(paths) < 2:
+            raise checks.InputError(f"{path}: FID needs at least 2 photos, found {len(paths)}")
         if progress is not None:
             paths = progress(paths)
         return statistics_of(extractor, map(read_photo, paths), keep_features)

@@ -18,7 +18,7 @@ import pytest
 from helpers import REPO
 from PIL import Image
 
-from instagan_jax import fid, inception
+from instagan_jax import checks, fid, inception
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +185,9 @@ def test_the_command_scores_folders_and_statistics_files_as_the_library_does(tmp
                             str(tmp_path / "real"), str(tmp_path / "real")], capture_output=True, text=True,
                            timeout=300)  # fmt: skip
     assert wrong.returncode == 1 and f"error: {seeded_inception}: SHA-256" in wrong.stderr
+    _write_photos(tmp_path / "one", 3, 1)
+    with pytest.raises(checks.InputError, match="one: FID needs at least 2 photos, found 1"):
+        fid.statistics_of_path(str(tmp_path / "one"), extractor)
 
 
 def test_features_split_over_several_devices_equal_those_of_one(tmp_path, seeded_inception):
@@ -193,7 +196,7 @@ def test_features_split_over_several_devices_equal_those_of_one(tmp_path, seeded
     single = seeded_extractor(seeded_inception, 64, batch_size=6)
     script = (
         "import numpy as np, jax\n"
-        "from instagan_jax import fid, inception\n"
+        "from instagan_jax import checks, fid, inception\n"
         "assert jax.device_count() == 4\n"
         f"weights = inception.load_weights({seeded_inception!r}, 64, sha256=None)\n"
         "extractor = fid.InceptionFeatures(weights, 64, batch_size=6)\n"
