@@ -6,13 +6,18 @@ One random-weight generator of the default architecture at --ngf, every mask slo
 slowest case: no chunk is skipped), ins_per 2. Per (size, ins_max, batch): *cold*, from
 nothing to the first batch translated (Translator: building it and compiling; ONNX: opening
 the session on the exported file and its first run), and *steady*, the median of --repeats
-further batches. Export time (jax2onnx, once per size and ins_max) is reported apart.
+further batches, each runtime in a process of its own (its peak memory is reported; one
+that runs out of memory is reported as such). Export time (jax2onnx, once per size and
+ins_max) is reported apart.
 """
 
 import argparse
 import json
 import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -63,6 +68,28 @@ def measure_onnx(model_path, images, masks, repeats):
     return cold, statistics.median(steady)
 
 
+def measure_one(args) -> None:
+    """In this process: one runtime on one (size, ins_max, batch); prints a JSON record."""
+    images, masks = photos_and_masks(args.batch, args.size, args.ins_max)
+    if args.measure == "translator":
+        prepared = np.stack([prepare_masks(m, args.ins_max) for m in masks])
+        cold, steady = measure_translator(args.workdir, images, prepared, args.ins_max, args.repeats)
+    else:
+        cold, steady = measure_onnx(args.model, images, masks, args.repeats)
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(json.dumps({"cold_s": round(cold, 2), "steady_s": round(steady, 2), "peak_gb": round(peak_gb, 1)}))
+
+
+def in_subprocess(runtime: str, workdir: str, model: str, size: int, ins_max: int, batch: int, repeats: int) -> dict:
+    command = [sys.executable, __file__, f"--measure={runtime}", f"--workdir={workdir}", f"--model={model}",
+               f"--size={size}", f"--one_ins_max={ins_max}", f"--batch={batch}", f"--repeats={repeats}"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        killed = done.returncode in (-9, 137)
+        return {"error": "out of memory" if killed else done.stderr.strip().splitlines()[-1][:200]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ngf", type=int, default=32)
@@ -71,7 +98,15 @@ def main():
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--measure", choices=["translator", "onnx"], help=argparse.SUPPRESS)
+    for name in ("workdir", "model"):
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    for name in ("size", "one_ins_max", "batch"):
+        parser.add_argument(f"--{name}", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure:
+        args.ins_max = args.one_ins_max
+        return measure_one(args)
     records = []
     with tempfile.TemporaryDirectory() as scratch:
         workdir = os.path.join(scratch, "run")
@@ -85,23 +120,26 @@ def main():
                 model_path = os.path.join(scratch, f"a2b_{size}_{ins_max}.onnx")
                 with open(model_path, "wb") as f:
                     f.write(model.SerializeToString())
+                del model
                 for batch in map(int, args.batches.split(",")):
-                    images, masks = photos_and_masks(batch, size, ins_max)
-                    prepared = np.stack([prepare_masks(m, ins_max) for m in masks])
-                    jax_cold, jax_steady = measure_translator(workdir, images, prepared, ins_max, args.repeats)
-                    onnx_cold, onnx_steady = measure_onnx(model_path, images, masks, args.repeats)
-                    record = {"size": size, "ins_max": ins_max, "batch": batch, "onnx_export_s": round(export_s, 1),
-                              "translator_cold_s": round(jax_cold, 2), "translator_steady_s": round(jax_steady, 2),
-                              "onnx_cold_s": round(onnx_cold, 2), "onnx_steady_s": round(onnx_steady, 2)}  # fmt: skip
+                    record = {"size": size, "ins_max": ins_max, "batch": batch, "onnx_export_s": round(export_s, 1)}
+                    for runtime in ("translator", "onnx"):
+                        measured = in_subprocess(runtime, workdir, model_path, size, ins_max, batch, args.repeats)
+                        record.update({f"{runtime}_{k}": v for k, v in measured.items()})
                     records.append(record)
                     print(json.dumps(record), flush=True)
     result = {"ngf": args.ngf, "ins_per": 2, "device": jax.devices()[0].device_kind, "threads": os.cpu_count(),
               "onnxruntime": onnxruntime.__version__, "records": records}  # fmt: skip
-    print("| size | ins_max | batch | Translator cold / steady (s) | ONNX Runtime cold / steady (s) |")
+
+    def cell(r, runtime):
+        if f"{runtime}_error" in r:
+            return r[f"{runtime}_error"]
+        return f"{r[f'{runtime}_cold_s']} / {r[f'{runtime}_steady_s']} ({r[f'{runtime}_peak_gb']} GB)"
+
+    print("| size | ins_max | batch | Translator cold / steady s (peak) | ONNX Runtime cold / steady s (peak) |")
     print("|---|---|---|---|---|")
     for r in records:
-        print(f"| {r['size']} | {r['ins_max']} | {r['batch']} | {r['translator_cold_s']} / {r['translator_steady_s']} "
-              f"| {r['onnx_cold_s']} / {r['onnx_steady_s']} |")  # fmt: skip
+        print(f"| {r['size']} | {r['ins_max']} | {r['batch']} | {cell(r, 'translator')} | {cell(r, 'onnx')} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
