@@ -5,8 +5,8 @@ Fréchet distance between the two Gaussians in float64 with scipy's matrix squar
 pytorch-fid's retry with 1e-6 on the diagonal when the product is singular). KID is
 torch-fidelity's: the unbiased MMD with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3,
 averaged over random subsets drawn with numpy's RandomState(seed), so the same seed draws the
-same subsets. The network runs jitted on this process's devices, the batch split over the
-data mesh when there are several (one process: the photos are read by it); moments are summed in float64 on the host batch by batch (memory
+same subsets. The network runs jitted on this process's devices, the batch split over them
+when there are several; moments are summed in float64 on the host batch by batch (memory
 flat in the number of photos), while KID keeps the features themselves (8 KiB per photo).
 """
 
@@ -42,7 +42,7 @@ class InceptionFeatures:
 
     def __init__(self, variables: dict, dims: int = 2048, batch_size: int = 50):
         self.dims = dims
-        mesh = parallel.make_mesh()
+        mesh = jax.sharding.Mesh(np.array(jax.local_devices()), (parallel.DATA_AXIS,))  # this process's devices
         self._devices = mesh.devices.size
         self.batch_size = -(-batch_size // self._devices) * self._devices  # every device gets as many rows
         self.variables = jax.device_put(variables, parallel.replicated(mesh))
