@@ -59,16 +59,20 @@ def translation_picture(cfg: ts.StepConfig, state: ts.TrainState, batch: dict) -
     return summaries.grid(rows)
 
 
-def restore_or_initialise(config, cfg: ts.StepConfig, workdir: str, mngr, sharding) -> ts.TrainState:
+def pretrained_networks(config, cfg: ts.StepConfig) -> dict | None:
+    """config.init_from's networks (fine-tuning, e.g. a converted authors' checkpoint), checked
+    against the config; None without one. Read before anything is written into the workdir."""
+    if not config.init_from:
+        return None
+    init_spec, networks = checkpoint.load_networks(config.init_from)
+    if init_spec != cfg.spec:
+        raise TrainingError(f"config.init_from {config.init_from} holds {init_spec}; the config asks for {cfg.spec}")
+    return networks
+
+
+def restore_or_initialise(config, cfg: ts.StepConfig, workdir: str, mngr, sharding, pretrained) -> ts.TrainState:
     """The workdir's newest readable checkpoint (checked against the config), or a fresh state:
-    random networks, or config.init_from's (fine-tuning, e.g. a converted authors' checkpoint)."""
-    pretrained = None
-    if config.init_from:
-        init_spec, pretrained = checkpoint.load_networks(config.init_from)
-        if init_spec != cfg.spec:
-            raise TrainingError(
-                f"config.init_from {config.init_from} holds {init_spec}; the config asks for {cfg.spec}"
-            )
+    random networks, or ``pretrained`` ones."""
     h, w = config.fine_size
 
     def init_state():
@@ -106,8 +110,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> ts.TrainState:
         "%d %s devices (%s); convolutions in their %s forms (convolution.convolution_forms)", jax.device_count(),
         jax.default_backend(), jax.devices()[0].device_kind, convolution.convolution_forms(),
     )  # fmt: skip
+    pretrained = pretrained_networks(config, cfg)
     mngr = checkpoint.manager(workdir, config.max_checkpoints_to_keep, item_names=checkpoint.TRAIN_ITEMS)
-    state = restore_or_initialise(config, cfg, workdir, mngr, parallel.replicated(mesh))
+    state = restore_or_initialise(config, cfg, workdir, mngr, parallel.replicated(mesh), pretrained)
     start = int(state.step)
     if start >= config.num_train_steps:
         logging.info("already trained %d >= %d steps", start, config.num_train_steps)
