@@ -3,10 +3,10 @@ r"""Default: InstaGAN on the procedural shapes set (discs <-> squares), sized fo
     python experiments/train.py --workdir runs/shapes
 
 Needs no data: the shapes set is generated (seconds) on the first run. A 2-core CPU
-runs about 1.9-3.8 steps/s at this size, depending on the machine (32x32, batch 4, ngf 16
+runs about 1.9-7 steps/s at this size, depending on the machine (32x32, batch 4, ngf 16
 with a mask encoder of width 8, 3 residual blocks, the four mask slots in one chunk), after
 a compilation of under a minute, so the 6000 steps (constant learning rate, then a linear
-decay to zero, as in the paper) take 25-55 minutes; docs/results/README.md shows what
+decay to zero, as in the paper) take 15-55 minutes; docs/results/README.md shows what
 they learn.
 """
 
