@@ -58,8 +58,28 @@ CONVOLUTIONS_VARIABLE = "INSTAGAN_JAX_CONVOLUTIONS"
 CONVOLUTION_FORMS = ("cpu", "native")
 
 
+_forms_override: str | None = None
+
+
+@contextlib.contextmanager
+def using(forms: str) -> Iterator[None]:
+    """Within the block, conv2d traces ``forms`` whatever the backend and the variable say: an
+    ONNX export takes the native forms, which ONNX runtimes run with their own kernels."""
+    global _forms_override
+    if forms not in CONVOLUTION_FORMS:
+        raise ValueError(f"convolution forms must be one of {CONVOLUTION_FORMS}, got {forms!r}")
+    previous, _forms_override = _forms_override, forms
+    try:
+        yield
+    finally:
+        _forms_override = previous
+
+
 def convolution_forms() -> str:
-    """The forms conv2d takes: $INSTAGAN_JAX_CONVOLUTIONS if set, else "cpu" on a CPU backend. Read at trace time."""
+    """The forms conv2d takes: those of ``using``, else $INSTAGAN_JAX_CONVOLUTIONS if set, else "cpu"
+    on a CPU backend. Read at trace time."""
+    if _forms_override is not None:
+        return _forms_override
     forms = os.environ.get(CONVOLUTIONS_VARIABLE) or ("cpu" if jax.default_backend() == "cpu" else "native")
     if forms not in CONVOLUTION_FORMS:
         raise ValueError(f"${CONVOLUTIONS_VARIABLE} must be one of {CONVOLUTION_FORMS}, got {forms!r}")

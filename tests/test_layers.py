@@ -229,3 +229,15 @@ def test_a_substituted_convolution_takes_the_general_forms_place_and_only_there(
     assert seen == [((3, 3, 16, 8), 2)] and float(jnp.abs(strided).max()) == 0.0
     assert narrow.shape == (1, 8, 8, 3) and float(narrow.min()) > 0
     assert float(convolution.conv2d(x, jnp.ones((3, 3, 16, 8)), 2, ((1, 1), (1, 1))).min()) > 0  # restored after
+
+
+def test_forms_chosen_for_a_block_override_the_backend_and_the_variable(monkeypatch):
+    monkeypatch.setenv(convolution.CONVOLUTIONS_VARIABLE, "cpu")
+    with convolution.using("native"):
+        assert convolution.convolution_forms() == "native"
+        with convolution.using("cpu"):
+            assert convolution.convolution_forms() == "cpu"
+        assert convolution.convolution_forms() == "native"
+    assert convolution.convolution_forms() == "cpu"
+    with pytest.raises(ValueError, match="must be one of"), convolution.using("cuda"):
+        pass
