@@ -25,7 +25,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import inception_weights  # noqa: E402
-import torch_files  # noqa: E402
 
 from instagan_jax import fid, image_io, inception  # noqa: E402
 
@@ -77,10 +76,7 @@ def main():
     threads = os.cpu_count()
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "seeded.pth")
-        shapes = {k: tuple(v) for k, v in json.loads(str(np.load(os.path.join(
-            REPO, "tests", "data", "golden", "fid.npz"))["layout"])).items()}  # fmt: skip
-        with open(weights, "wb") as f:
-            f.write(torch_files.legacy_file(*torch_files.state_dict(inception_weights.seeded_state_dict(shapes))))
+        inception_weights.write_seeded_weights(weights)
         extractor = fid.InceptionFeatures(inception.load_weights(weights, sha256=None), batch_size=args.batch)
         times, features = [], []
         for batch in fid.batches(list(photos), args.batch):

@@ -217,7 +217,7 @@ def torch_layout(dims: int = 2048) -> dict[str, tuple[tuple[str, ...], tuple[int
     """{torch key: (path in the Flax variables, torch shape)} for every tensor the network reads."""
     shapes = jax.eval_shape(FIDInception(dims).init, jax.random.key(0), jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3)))
     layout = {}
-    for path, leaf in _flax_leaves(jax.tree.map(lambda s: s, dict(shapes))):
+    for path, leaf in _flax_leaves(dict(shapes)):
         collection, *modules, leaf_name = path
         key = ".".join(modules + [_TORCH_LEAF[(collection, leaf_name)]])
         shape = leaf.shape

@@ -74,21 +74,16 @@ def masker_workdir(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def inception_torch_shapes() -> dict[str, tuple[int, ...]]:
     """The tensors of pytorch-fid's Inception network, as its own model lists them."""
-    import json
+    import inception_weights
 
-    import numpy as np
-
-    with np.load(GOLDEN_DIR / "fid.npz") as f:
-        return {name: tuple(shape) for name, shape in json.loads(str(f["layout"])).items()}
+    return inception_weights.torch_shapes()
 
 
 @pytest.fixture(scope="session")
-def seeded_inception(tmp_path_factory, inception_torch_shapes) -> str:
+def seeded_inception(tmp_path_factory) -> str:
     """Seeded stand-ins for pytorch-fid's weights, as a torch 0.4-1.5 .pth (the real file's format)."""
     import inception_weights
-    import torch_files
 
     path = tmp_path_factory.mktemp("inception") / "seeded_inception.pth"
-    arrays = inception_weights.seeded_state_dict(inception_torch_shapes)
-    path.write_bytes(torch_files.legacy_file(*torch_files.state_dict(arrays)))
+    inception_weights.write_seeded_weights(path)
     return str(path)

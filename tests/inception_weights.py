@@ -9,11 +9,15 @@ comparison exercises every layer.
 
 from __future__ import annotations
 
+import json
+import pathlib
 import zlib
 
 import numpy as np
+import torch_files
 
 SEED = 20151205
+GOLDEN = pathlib.Path(__file__).parent / "data" / "golden" / "fid.npz"
 
 
 def seeded_tensor(name: str, shape: tuple[int, ...], seed: int = SEED) -> np.ndarray:
@@ -35,6 +39,18 @@ def seeded_tensor(name: str, shape: tuple[int, ...], seed: int = SEED) -> np.nda
 
 def seeded_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = SEED) -> dict[str, np.ndarray]:
     return {name: seeded_tensor(name, tuple(shape), seed) for name, shape in shapes.items()}
+
+
+def torch_shapes() -> dict[str, tuple[int, ...]]:
+    """The tensors of pytorch-fid's Inception network, as its own model lists them (the golden file)."""
+    with np.load(GOLDEN) as f:
+        return {name: tuple(shape) for name, shape in json.loads(str(f["layout"])).items()}
+
+
+def write_seeded_weights(path) -> None:
+    """The seeded weights as a torch 0.4-1.5 .pth, the format of pytorch-fid's file."""
+    arrays = seeded_state_dict(torch_shapes())
+    pathlib.Path(path).write_bytes(torch_files.legacy_file(*torch_files.state_dict(arrays)))
 
 
 def golden_images(seed: int = 7) -> list[np.ndarray]:
