@@ -54,29 +54,28 @@ def main(argv):
         raise app.UsageError("give --workdir (a translator) or --masker_workdir (a masker), not both")
     checks.check_image_size(FLAGS.height, FLAGS.width, what="--height and --width")
     checks.writable_file(FLAGS.output, "--output")
-    batch = FLAGS.batch or None
+    batch, onnx = FLAGS.batch or None, FLAGS.format == "onnx"
     if FLAGS.workdir:
         translator = Translator.from_workdir(FLAGS.workdir, FLAGS.step, ins_per=FLAGS.ins_per, ins_max=FLAGS.ins_max)
         metadata = export.translator_metadata(translator, FLAGS.direction, step_read(FLAGS.workdir))
-        if FLAGS.format == "onnx":
-            model = export.export_translator_onnx(translator, FLAGS.direction, FLAGS.height, FLAGS.width, metadata,
-                                                  batch)  # fmt: skip
-            write_whole(FLAGS.output, lambda f: f.write(model.SerializeToString()), binary=True)
-            print(f"wrote {FLAGS.output}: an ONNX translator for {', '.join(metadata['inputs'])}")
-            return
-        exported = export.export_translator(translator, FLAGS.direction, FLAGS.height, FLAGS.width, batch)
+        if onnx:
+            written = export.export_translator_onnx(translator, FLAGS.direction, FLAGS.height, FLAGS.width, metadata,
+                                                    batch)  # fmt: skip
+        else:
+            written = export.export_translator(translator, FLAGS.direction, FLAGS.height, FLAGS.width, batch)
     else:
         predictor = MaskPredictor.from_workdir(FLAGS.masker_workdir, FLAGS.step, scale=FLAGS.masker_scale)
         metadata = export.masker_metadata(predictor, step_read(FLAGS.masker_workdir))
-        if FLAGS.format == "onnx":
-            model = export.export_masker_onnx(predictor, FLAGS.height, FLAGS.width, metadata, batch)
-            write_whole(FLAGS.output, lambda f: f.write(model.SerializeToString()), binary=True)
-            print(f"wrote {FLAGS.output}: an ONNX masker for {', '.join(metadata['inputs'])}")
-            return
-        exported = export.export_masker(predictor, FLAGS.height, FLAGS.width, batch)
-    export.save_program(FLAGS.output, exported, metadata)
-    shapes = ", ".join(metadata["inputs"])
-    print(f"wrote {FLAGS.output}: {metadata['computes']} for {shapes}")
+        if onnx:
+            written = export.export_masker_onnx(predictor, FLAGS.height, FLAGS.width, metadata, batch)
+        else:
+            written = export.export_masker(predictor, FLAGS.height, FLAGS.width, batch)
+    if onnx:
+        write_whole(FLAGS.output, lambda f: f.write(written.SerializeToString()), binary=True)
+    else:
+        export.save_program(FLAGS.output, written, metadata)
+    kind = f"an ONNX {metadata['computes']}" if onnx else metadata["computes"]
+    print(f"wrote {FLAGS.output}: {kind} for {', '.join(metadata['inputs'])}")
 
 
 if __name__ == "__main__":
