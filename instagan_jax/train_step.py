@@ -131,7 +131,6 @@ def update_ema(cfg: StepConfig, ema: dict, params: dict, step: jax.Array) -> dic
 class Direction:
     """What one translation direction ("AtoB", "BtoA") uses in the step, in the reference's names."""
 
-    name: str  # domains.DIRECTIONS
     source: str  # the domain translated ("A")
     target: str
     forward: str  # the generator translating source -> target
@@ -142,8 +141,9 @@ class Direction:
 
     @classmethod
     def of(cls, name: str) -> Direction:
+        """The direction ``name`` of domains.DIRECTIONS."""
         x, y = domains.source(name), domains.target(name)
-        return cls(name, x, y, forward=domains.generator(name), backward=domains.generator(domains.inverse(name)),
+        return cls(x, y, forward=domains.generator(name), backward=domains.generator(domains.inverse(name)),
                    discriminator=f"D_{x}", pool=f"fake_{y}", cycle_weight=f"lambda_{x.lower()}")  # fmt: skip
 
     def loss_names(self) -> dict[str, str]:
