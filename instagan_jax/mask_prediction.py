@@ -33,8 +33,7 @@ def load_masker(workdir: str, step: int | None = None) -> tuple[masker_lib.Maske
         with checkpoint.reading(workdir, step, "masker_spec"):
             spec = masker_lib.MaskerSpec.from_dict(checkpoint.restore_json(mngr, workdir, step, "masker_spec"))
         expected = jax.eval_shape(functools.partial(init_params, spec, jax.random.PRNGKey(0), 32, 32))
-        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), expected)
-        params = checkpoint.restore_arrays(mngr, workdir, step, "masker", target)
+        params = checkpoint.restore_arrays(mngr, workdir, step, "masker", expected)
     return spec, params
 
 
